@@ -1,0 +1,45 @@
+//! Errors of the engine.
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or migrated.
+    #[error("open database {url}")]
+    Open {
+        /// Database URL (without credentials).
+        url: String,
+        /// Cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations failed.
+    #[error("migrate database")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("{operation}")]
+    Query {
+        /// What was being done.
+        operation: &'static str,
+        /// Cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored value could not be decoded.
+    #[error("decode stored {what}: {reason}")]
+    Corrupt {
+        /// What was decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Query { operation, source }
+    }
+
+    pub(crate) fn corrupt(what: &'static str, reason: impl ToString) -> StoreError {
+        StoreError::Corrupt { what, reason: reason.to_string() }
+    }
+}

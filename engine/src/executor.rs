@@ -1,0 +1,227 @@
+//! The executor: claims ready steps, runs them, records their outcomes.
+//!
+//! Every attempt is recorded as `running` (with a lease) before the step's side effect starts,
+//! and its outcome after it ends. A process that dies in between leaves a `running` row that
+//! the next start hands out again ([`Store::recover`]); the steps themselves are idempotent
+//! (deterministic branch names and commits, tag-digest checks, one change request per
+//! branch), so the re-run finishes the work without duplicating it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::Notify;
+
+use crate::capabilities::Capabilities;
+use crate::error::StoreError;
+use crate::model::now_millis;
+use crate::steps::{StepContext, StepError, StepOutcome, StepRegistry};
+use crate::store::{ClaimedStep, StepRecord, Store};
+
+/// Tuning of the executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// Steps run at the same time.
+    pub workers: usize,
+    /// How long a claimed step belongs to this executor before another may take it.
+    pub lease: Duration,
+    /// Longest sleep when there is nothing to do.
+    pub idle_poll: Duration,
+    /// Longest a single step attempt may take.
+    pub step_timeout: Duration,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease: Duration::from_secs(300),
+            idle_poll: Duration::from_millis(500),
+            step_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Run the step again after this delay.
+    RetryIn(Duration),
+    /// Give up; the run fails.
+    Fail,
+}
+
+/// Most attempts a step gets for transient errors.
+pub const MAX_ATTEMPTS: u32 = 6;
+
+/// The one retry policy: terminal errors fail at once; transient ones back off exponentially
+/// (0.5 s, 1 s, 2 s, … capped at 60 s) with ±20 % jitter, honouring a server's Retry-After,
+/// until [`MAX_ATTEMPTS`].
+pub fn retry_policy(error: &StepError, attempt: u32) -> RetryDecision {
+    match error {
+        StepError::Terminal { .. } => RetryDecision::Fail,
+        StepError::Transient { .. } if attempt >= MAX_ATTEMPTS => RetryDecision::Fail,
+        StepError::Transient { retry_after, .. } => {
+            let base = Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(10));
+            let base = base.min(Duration::from_secs(60));
+            let jitter = rand::rng().random_range(0.8..1.2);
+            let delay = base.mul_f64(jitter);
+            RetryDecision::RetryIn(retry_after.map_or(delay, |after| after.max(delay)))
+        }
+    }
+}
+
+/// Runs steps from a store until the process ends.
+pub struct Executor {
+    store: Arc<dyn Store>,
+    steps: StepRegistry,
+    capabilities: Arc<Capabilities>,
+    owner: String,
+    wake: Arc<Notify>,
+    options: ExecutorOptions,
+}
+
+impl Executor {
+    /// An executor with a fresh owner id (leases of earlier processes are not its own).
+    pub fn new(
+        store: Arc<dyn Store>,
+        steps: StepRegistry,
+        capabilities: Arc<Capabilities>,
+        wake: Arc<Notify>,
+        options: ExecutorOptions,
+    ) -> Self {
+        let owner = format!("executor-{}", uuid::Uuid::now_v7());
+        Self { store, steps, capabilities, owner, wake, options }
+    }
+
+    /// Recovers steps a crashed process left running, then runs the workers forever.
+    pub async fn run(self: Arc<Self>) -> Result<(), StoreError> {
+        let recovered = self.store.recover(&self.owner, now_millis()).await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "resuming steps left running by an earlier process");
+        }
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.options.workers.max(1) {
+            let executor = self.clone();
+            workers.spawn(async move { executor.work().await });
+        }
+        while let Some(result) = workers.join_next().await {
+            if let Err(error) = result {
+                tracing::error!(%error, "executor worker stopped");
+            }
+        }
+        Ok(())
+    }
+
+    async fn work(&self) {
+        loop {
+            match self.run_once().await {
+                Ok(true) => continue,
+                Ok(false) => self.idle().await,
+                Err(error) => {
+                    tracing::warn!(error = %crate::steps::chain(&error), "executor store error; backing off");
+                    tokio::time::sleep(self.options.idle_poll).await;
+                }
+            }
+        }
+    }
+
+    async fn idle(&self) {
+        let notified = self.wake.notified();
+        let now = now_millis();
+        let until_next = match self.store.next_wakeup().await {
+            Ok(Some(at)) => Duration::from_millis((at - now).max(5) as u64),
+            _ => self.options.idle_poll,
+        };
+        let _ = tokio::time::timeout(until_next.min(self.options.idle_poll), notified).await;
+    }
+
+    /// Claims and runs one step; false when none was ready.
+    pub async fn run_once(&self) -> Result<bool, StoreError> {
+        let now = now_millis();
+        let lease_until = now + self.options.lease.as_millis() as i64;
+        let Some(claimed) = self.store.claim_step(&self.owner, now, lease_until).await? else {
+            return Ok(false);
+        };
+        let (run_id, name) = (claimed.run_id.clone(), claimed.name.clone());
+        let record = self.attempt(claimed).await;
+        self.store.finish_step(&run_id, &name, record, now_millis()).await?;
+        crate::failpoint::hit(&format!("after-finish:{name}"));
+        self.wake.notify_waiters();
+        Ok(true)
+    }
+
+    async fn attempt(&self, claimed: ClaimedStep) -> StepRecord {
+        let Some(step) = self.steps.get(&claimed.kind).cloned() else {
+            return StepRecord::Failed { error: format!("unknown step kind {}", claimed.kind) };
+        };
+        let attempt = claimed.attempt;
+        let ctx = StepContext {
+            run_id: claimed.run_id,
+            step: claimed.name,
+            attempt,
+            config: claimed.config,
+            plan: claimed.plan,
+            digest: claimed.digest,
+            run_created_at: claimed.run_created_at,
+            outputs: claimed.outputs,
+            capabilities: self.capabilities.clone(),
+        };
+        tracing::info!(run = %ctx.run_id, step = %ctx.step, attempt, "step started");
+        let timeout = self.options.step_timeout;
+        // A separate task, so that a panicking step fails its run instead of the executor.
+        let task = tokio::spawn(async move {
+            let ctx = ctx;
+            tokio::time::timeout(timeout, step.run(&ctx)).await
+        });
+        let result = match task.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_elapsed)) => Err(StepError::transient(format!("step timed out after {}s", timeout.as_secs()))),
+            Err(join) => Err(StepError::terminal(format!("step panicked: {join}"))),
+        };
+        match result {
+            Ok(StepOutcome::Succeeded { outputs, pin_digest }) => StepRecord::Succeeded { outputs, pin_digest },
+            Ok(StepOutcome::Waiting { retry_in, reason, progress }) => StepRecord::Waiting {
+                until: now_millis() + retry_in.as_millis() as i64,
+                outputs: progress,
+                reason,
+            },
+            Err(error) => match retry_policy(&error, attempt) {
+                RetryDecision::RetryIn(delay) => {
+                    tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "step failed; retrying");
+                    StepRecord::Retry { at: now_millis() + delay.as_millis() as i64, error: error.to_string() }
+                }
+                RetryDecision::Fail => {
+                    tracing::warn!(%error, attempt, "step failed");
+                    StepRecord::Failed { error: error.to_string() }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_errors_fail_at_once() {
+        assert_eq!(retry_policy(&StepError::terminal("denied"), 1), RetryDecision::Fail);
+    }
+
+    #[test]
+    fn transient_errors_back_off_then_fail() {
+        let error = StepError::transient("503");
+        let RetryDecision::RetryIn(first) = retry_policy(&error, 1) else { panic!("should retry") };
+        let RetryDecision::RetryIn(third) = retry_policy(&error, 3) else { panic!("should retry") };
+        assert!(first >= Duration::from_millis(400) && first <= Duration::from_millis(600), "{first:?}");
+        assert!(third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400), "{third:?}");
+        assert_eq!(retry_policy(&error, MAX_ATTEMPTS), RetryDecision::Fail);
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let error = StepError::Transient { message: "429".into(), retry_after: Some(Duration::from_secs(30)) };
+        assert_eq!(retry_policy(&error, 1), RetryDecision::RetryIn(Duration::from_secs(30)));
+    }
+}

@@ -1,0 +1,766 @@
+//! The git adapter for environment config repos.
+//!
+//! Every environment's config repo is a git remote that gantry changes only through one small
+//! commit on a deterministic branch (`gantry/<env>/<app>/<digest12>`), pushed and then reviewed.
+//! The cost of doing so must grow with the change, not with the repository, so:
+//!
+//! - each remote gets a warm **bare mirror** under a cache directory, named after a hash of the
+//!   URL, created once and then fetched incrementally;
+//! - nothing checks out a work tree: commits are built by writing blobs and rewriting only the
+//!   trees on the way to the changed files;
+//! - commits are **deterministic** (same parent, files, message, author and time give the same
+//!   id), so a step re-run after a crash produces the identical commit, and pushes are
+//!   idempotent (see [`EnvRepo::push_branch`]).
+//!
+//! Inside a mirror, `refs/remotes/origin/<branch>` is the remote's branch as last fetched and
+//! `refs/gantry-local/<branch>` is the commit gantry made for a branch; the latter survives
+//! restarts and is what gets pushed.
+//!
+//! Transports: `file://` URLs, plain paths, `git://` and `http://` (with credentials, if any,
+//! embedded in the URL). `https://` and ssh are refused with a clear error until this build
+//! carries a TLS and an ssh transport.
+//!
+//! libgit2 is blocking, so this API is synchronous; async callers wrap calls in
+//! `tokio::task::spawn_blocking`. An [`EnvRepo`] holds no open handles and can be shared between
+//! threads; concurrent writers to one mirror are serialized by git's ref locks, and losing such a
+//! race is a transient error.
+
+mod error;
+mod remote;
+mod tree;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use git2::{
+    AutotagOption, Commit, DiffFormat, ErrorClass, ErrorCode, FetchOptions, FetchPrune, ObjectType,
+    Oid, PushOptions, Reference, Repository, RepositoryInitOptions,
+};
+use serde::{Deserialize, Serialize};
+
+pub use error::GitError;
+use remote::{CredentialSupply, RemoteUrl};
+use tree::TreeEditError;
+
+/// Where fetched remote branches live inside a mirror.
+const TRACKING_PREFIX: &str = "refs/remotes/origin/";
+/// Where commits made by gantry live inside a mirror, per branch.
+const LOCAL_PREFIX: &str = "refs/gantry-local/";
+/// Branches under this prefix belong to gantry and may be force-updated.
+const GANTRY_BRANCH_PREFIX: &str = "gantry/";
+/// Refspec that mirrors every branch of the remote.
+const ALL_BRANCHES: &str = "+refs/heads/*:refs/remotes/origin/*";
+
+/// The identity written as both author and committer of gantry's commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    /// Display name, e.g. `gantry`.
+    pub name: String,
+    /// Email address, e.g. `gantry@example.com`.
+    pub email: String,
+}
+
+/// What [`EnvRepo::push_branch`] did to the remote branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum PushOutcome {
+    /// The branch did not exist and now points at `commit`.
+    Created {
+        /// The commit the branch now points at.
+        commit: String,
+    },
+    /// The branch pointed at `previous` and now points at `commit`.
+    Updated {
+        /// The commit the branch now points at.
+        commit: String,
+        /// The commit the branch pointed at before.
+        previous: String,
+    },
+    /// Nothing was pushed: the branch already held `commit`, or another commit with exactly the
+    /// same tree, in which case `commit` is that remote commit (adopted in place of the one given).
+    Unchanged {
+        /// The commit the branch points at.
+        commit: String,
+    },
+}
+
+impl PushOutcome {
+    /// The commit the remote branch points at after the push.
+    pub fn commit(&self) -> &str {
+        match self {
+            PushOutcome::Created { commit }
+            | PushOutcome::Updated { commit, .. }
+            | PushOutcome::Unchanged { commit } => commit,
+        }
+    }
+}
+
+/// One environment config repo, reached through its warm bare mirror.
+#[derive(Debug, Clone)]
+pub struct EnvRepo {
+    remote: RemoteUrl,
+    mirror_path: PathBuf,
+}
+
+impl EnvRepo {
+    /// Opens (or creates with a first clone) the warm bare mirror for `url` under `cache_dir`
+    /// (directory name derived from a hash of the url), then fetches every branch of the remote
+    /// incrementally, which includes the base branch and `refs/heads/gantry/*`. Branches deleted
+    /// on the remote are forgotten.
+    ///
+    /// A new mirror is filled in a scratch directory and renamed into place, so an interrupted
+    /// first clone never leaves a half-made mirror behind, and two processes racing to create
+    /// the same mirror both end up using one.
+    pub fn open(cache_dir: &Path, url: &str) -> Result<EnvRepo, GitError> {
+        let remote = RemoteUrl::parse(url)?;
+        let mirror_path = cache_dir.join(remote.cache_dir_name());
+        let env_repo = EnvRepo {
+            remote,
+            mirror_path,
+        };
+        if env_repo.mirror_path.is_dir() {
+            let repo = env_repo.repository()?;
+            env_repo.fetch_refspecs(&repo, &[ALL_BRANCHES.to_owned()])?;
+        } else {
+            env_repo.create_mirror(cache_dir)?;
+        }
+        Ok(env_repo)
+    }
+
+    /// The remote URL, without any credentials it was given with.
+    pub fn url(&self) -> &str {
+        self.remote.as_str()
+    }
+
+    /// Where the bare mirror lives on disk.
+    pub fn mirror_path(&self) -> &Path {
+        &self.mirror_path
+    }
+
+    /// Fetches the named branches incrementally (only objects the mirror lacks travel); a
+    /// branch that no longer exists on the remote is forgotten. An empty list fetches every
+    /// branch.
+    pub fn fetch(&self, branches: &[&str]) -> Result<(), GitError> {
+        let refspecs = if branches.is_empty() {
+            vec![ALL_BRANCHES.to_owned()]
+        } else {
+            branches
+                .iter()
+                .map(|branch| validate_branch(branch).map(branch_refspec))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let repo = self.repository()?;
+        self.fetch_refspecs(&repo, &refspecs)
+    }
+
+    /// Commit id of `branch` on the remote as last fetched (None if absent).
+    pub fn branch_head(&self, branch: &str) -> Result<Option<String>, GitError> {
+        let branch = validate_branch(branch)?;
+        let repo = self.repository()?;
+        Ok(self
+            .tracking_head(&repo, branch)?
+            .map(|commit| commit.to_string()))
+    }
+
+    /// Contents of `path` at commit `commit` (None if the file does not exist). A path that
+    /// names a directory or submodule is an error.
+    pub fn read_file(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        tree::split_path(path).map_err(|error| self.tree_error(error))?;
+        let repo = self.repository()?;
+        let commit_object = self.find_commit(&repo, commit)?;
+        let tree = commit_object
+            .tree()
+            .map_err(|source| self.repository_error("read the commit's tree", source))?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(error) if error.code() == ErrorCode::NotFound => return Ok(None),
+            Err(source) => return Err(self.repository_error("look up the path", source)),
+        };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Err(GitError::NotAFile {
+                commit: commit.to_owned(),
+                path: path.to_owned(),
+            });
+        }
+        let blob = repo
+            .find_blob(entry.id())
+            .map_err(|source| self.repository_error("read the file", source))?;
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    /// Creates (without pushing) a commit whose parent is `parent` and whose tree is parent's
+    /// tree with the given files replaced or added (an existing file keeps its executable bit).
+    ///
+    /// Deterministic: same inputs (including `time`, written with a UTC offset) give the same
+    /// commit id, so a step that is re-run after a crash produces the identical commit. The
+    /// message gets a trailing newline if it lacks one, as git itself writes messages.
+    /// `author` is also the committer.
+    ///
+    /// Returns the commit id and stores it under the local ref `refs/gantry-local/<branch>` so
+    /// it survives restarts. If the files already hold the given contents the result is
+    /// [`GitError::NoChanges`] rather than an empty commit.
+    pub fn commit_files(
+        &self,
+        parent: &str,
+        files: &[(&str, &[u8])],
+        message: &str,
+        author: &Signature,
+        time: DateTime<Utc>,
+        branch: &str,
+    ) -> Result<String, GitError> {
+        let branch = validate_branch(branch)?;
+        let signature = git_signature(author, time)?;
+        let repo = self.repository()?;
+        let parent_commit = self.find_commit(&repo, parent)?;
+        let base_tree = parent_commit
+            .tree()
+            .map_err(|source| self.repository_error("read the parent's tree", source))?;
+        let tree_id =
+            tree::edit_tree(&repo, &base_tree, files).map_err(|error| self.tree_error(error))?;
+        if tree_id == base_tree.id() {
+            return Err(GitError::NoChanges {
+                branch: branch.to_owned(),
+                parent: parent_commit.id().to_string(),
+            });
+        }
+        let new_tree = repo
+            .find_tree(tree_id)
+            .map_err(|source| self.repository_error("read the new tree", source))?;
+        let message = if message.ends_with('\n') {
+            message.to_owned()
+        } else {
+            format!("{message}\n")
+        };
+        let commit_id = repo
+            .commit(
+                None,
+                &signature,
+                &signature,
+                &message,
+                &new_tree,
+                &[&parent_commit],
+            )
+            .map_err(|source| self.repository_error("write the commit", source))?;
+        self.set_ref(&repo, &local_ref(branch), commit_id, "gantry: commit files")?;
+        Ok(commit_id.to_string())
+    }
+
+    /// Pushes `commit` to `refs/heads/<branch>` on the remote, after fetching that branch to
+    /// learn where it really is. Idempotent:
+    ///
+    /// - the remote branch is already at `commit` → [`PushOutcome::Unchanged`];
+    /// - it is at another commit with an identical tree → [`PushOutcome::Unchanged`] with that
+    ///   commit, which is adopted as `refs/gantry-local/<branch>`;
+    /// - the branch is absent → [`PushOutcome::Created`];
+    /// - otherwise → [`PushOutcome::Updated`]: a fast-forward for any branch, a force-update
+    ///   only for a stale branch under `gantry/` (e.g. its base moved). Rewriting any other
+    ///   branch is refused with [`GitError::NotGantryOwned`].
+    ///
+    /// A rejection by the remote or a transport failure is a [`GitError`]; losing a race with
+    /// another writer is transient.
+    pub fn push_branch(&self, commit: &str, branch: &str) -> Result<PushOutcome, GitError> {
+        let branch = validate_branch(branch)?;
+        let repo = self.repository()?;
+        let local_commit = self.find_commit(&repo, commit)?;
+        let local_id = local_commit.id();
+        self.fetch_refspecs(&repo, &[branch_refspec(branch)])?;
+        let local_ref = local_ref(branch);
+
+        let Some(remote_id) = self.tracking_head(&repo, branch)? else {
+            self.set_ref(&repo, &local_ref, local_id, "gantry: push")?;
+            self.push_local_ref(&repo, branch, local_id, false)?;
+            return Ok(PushOutcome::Created {
+                commit: local_id.to_string(),
+            });
+        };
+        if remote_id == local_id {
+            self.set_ref(&repo, &local_ref, local_id, "gantry: already pushed")?;
+            return Ok(PushOutcome::Unchanged {
+                commit: local_id.to_string(),
+            });
+        }
+        let remote_commit = repo
+            .find_commit(remote_id)
+            .map_err(|source| self.repository_error("read the remote branch's commit", source))?;
+        if remote_commit.tree_id() == local_commit.tree_id() {
+            self.set_ref(
+                &repo,
+                &local_ref,
+                remote_id,
+                "gantry: adopt identical commit",
+            )?;
+            return Ok(PushOutcome::Unchanged {
+                commit: remote_id.to_string(),
+            });
+        }
+        let fast_forward = repo
+            .graph_descendant_of(local_id, remote_id)
+            .map_err(|source| self.repository_error("compare the commits' history", source))?;
+        if !fast_forward && !branch.starts_with(GANTRY_BRANCH_PREFIX) {
+            return Err(GitError::NotGantryOwned {
+                url: self.url().to_owned(),
+                branch: branch.to_owned(),
+                commit: local_id.to_string(),
+                remote_commit: remote_id.to_string(),
+            });
+        }
+        self.set_ref(&repo, &local_ref, local_id, "gantry: push")?;
+        self.push_local_ref(&repo, branch, local_id, !fast_forward)?;
+        Ok(PushOutcome::Updated {
+            commit: local_id.to_string(),
+            previous: remote_id.to_string(),
+        })
+    }
+
+    /// Unified diff (text) between the trees of two commits, for PR bodies and the status page.
+    /// Files are prefixed `a/` and `b/` as `git diff` does; non-UTF-8 bytes are replaced.
+    pub fn diff(&self, from: &str, to: &str) -> Result<String, GitError> {
+        let repo = self.repository()?;
+        let from_tree = self
+            .find_commit(&repo, from)?
+            .tree()
+            .map_err(|source| self.repository_error("read the old tree", source))?;
+        let to_tree = self
+            .find_commit(&repo, to)?
+            .tree()
+            .map_err(|source| self.repository_error("read the new tree", source))?;
+        let diff = repo
+            .diff_tree_to_tree(Some(&from_tree), Some(&to_tree), None)
+            .map_err(|source| self.repository_error("compare the trees", source))?;
+        let mut text = Vec::new();
+        diff.print(DiffFormat::Patch, |_delta, _hunk, line| {
+            // Content lines come without their marker; headers already carry theirs.
+            let origin = line.origin();
+            if matches!(origin, '+' | '-' | ' ') {
+                text.push(origin as u8);
+            }
+            text.extend_from_slice(line.content());
+            true
+        })
+        .map_err(|source| self.repository_error("format the diff", source))?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    fn repository(&self) -> Result<Repository, GitError> {
+        Repository::open_bare(&self.mirror_path).map_err(|source| GitError::OpenMirror {
+            url: self.url().to_owned(),
+            path: self.mirror_path.clone(),
+            source,
+        })
+    }
+
+    fn create_mirror(&self, cache_dir: &Path) -> Result<(), GitError> {
+        std::fs::create_dir_all(cache_dir).map_err(|source| GitError::MirrorDirectory {
+            path: cache_dir.to_path_buf(),
+            source,
+        })?;
+        let scratch = cache_dir.join(scratch_name(&self.remote));
+        let result = self
+            .clone_into(&scratch)
+            .and_then(|()| self.publish_mirror(&scratch));
+        if result.is_err() && scratch.exists() {
+            // Best effort: the original error is what the caller needs, and a leftover scratch
+            // directory has a unique name that nothing will ever open.
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        result
+    }
+
+    fn clone_into(&self, scratch: &Path) -> Result<(), GitError> {
+        let mut options = RepositoryInitOptions::new();
+        options
+            .bare(true)
+            .mkpath(true)
+            .no_reinit(true)
+            .external_template(false);
+        let repo =
+            Repository::init_opts(scratch, &options).map_err(|source| GitError::OpenMirror {
+                url: self.url().to_owned(),
+                path: scratch.to_path_buf(),
+                source,
+            })?;
+        self.fetch_refspecs(&repo, &[ALL_BRANCHES.to_owned()])
+    }
+
+    fn publish_mirror(&self, scratch: &Path) -> Result<(), GitError> {
+        match std::fs::rename(scratch, &self.mirror_path) {
+            Ok(()) => Ok(()),
+            Err(_) if self.mirror_path.is_dir() => {
+                // Another process published the mirror first; use theirs and bring it up to date.
+                let _ = std::fs::remove_dir_all(scratch);
+                let repo = self.repository()?;
+                self.fetch_refspecs(&repo, &[ALL_BRANCHES.to_owned()])
+            }
+            Err(source) => Err(GitError::MirrorDirectory {
+                path: self.mirror_path.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn fetch_refspecs(&self, repo: &Repository, refspecs: &[String]) -> Result<(), GitError> {
+        let fetch_error = |source| GitError::Fetch {
+            url: self.url().to_owned(),
+            refspecs: refspecs.join(" "),
+            source,
+        };
+        if let Some(path) = self.remote.local_path() {
+            // libgit2 reports a missing plain path as an "unsupported URL protocol".
+            if !path.exists() {
+                return Err(fetch_error(git2::Error::new(
+                    ErrorCode::NotFound,
+                    ErrorClass::Os,
+                    format!("no repository at {}", path.display()),
+                )));
+            }
+        }
+        let mut remote = repo.remote_anonymous(self.url()).map_err(fetch_error)?;
+        let credentials = CredentialSupply::new(&self.remote);
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(credentials.callbacks())
+            .prune(FetchPrune::On)
+            .download_tags(AutotagOption::None)
+            .update_fetchhead(false);
+        let result = remote.fetch(refspecs, Some(&mut options), Some("gantry: fetch"));
+        drop(options);
+        result.map_err(|source| match credentials.failure() {
+            Some(reason) => GitError::Authentication {
+                url: self.url().to_owned(),
+                reason: reason.to_owned(),
+            },
+            None => fetch_error(source),
+        })
+    }
+
+    /// Pushes `refs/gantry-local/<branch>` (already pointing at `commit`) to the remote branch,
+    /// then records the new remote position so [`EnvRepo::branch_head`] agrees without a fetch.
+    fn push_local_ref(
+        &self,
+        repo: &Repository,
+        branch: &str,
+        commit: Oid,
+        force: bool,
+    ) -> Result<(), GitError> {
+        let push_error = |source| GitError::Push {
+            url: self.url().to_owned(),
+            branch: branch.to_owned(),
+            source,
+        };
+        let refspec = format!(
+            "{}{LOCAL_PREFIX}{branch}:refs/heads/{branch}",
+            if force { "+" } else { "" }
+        );
+        let mut remote = repo.remote_anonymous(self.url()).map_err(push_error)?;
+        let credentials = CredentialSupply::new(&self.remote);
+        // The server reports refused updates through this callback, not as an error.
+        let rejections = RefCell::new(Vec::new());
+        let mut callbacks = credentials.callbacks();
+        callbacks.push_update_reference(|_refname, status| {
+            if let Some(status) = status {
+                rejections.borrow_mut().push(status.to_owned());
+            }
+            Ok(())
+        });
+        let mut options = PushOptions::new();
+        options.remote_callbacks(callbacks);
+        let result = remote.push(&[refspec], Some(&mut options));
+        drop(options);
+        result.map_err(|source| match credentials.failure() {
+            Some(reason) => GitError::Authentication {
+                url: self.url().to_owned(),
+                reason: reason.to_owned(),
+            },
+            None => push_error(source),
+        })?;
+        let rejections = rejections.into_inner();
+        if !rejections.is_empty() {
+            return Err(GitError::PushRejected {
+                url: self.url().to_owned(),
+                branch: branch.to_owned(),
+                reason: rejections.join("; "),
+            });
+        }
+        self.set_ref(repo, &tracking_ref(branch), commit, "gantry: pushed")
+    }
+
+    fn tracking_head(&self, repo: &Repository, branch: &str) -> Result<Option<Oid>, GitError> {
+        match repo.refname_to_id(&tracking_ref(branch)) {
+            Ok(commit) => Ok(Some(commit)),
+            Err(error) if error.code() == ErrorCode::NotFound => Ok(None),
+            Err(source) => Err(self.repository_error("read the remote branch", source)),
+        }
+    }
+
+    fn find_commit<'repo>(
+        &self,
+        repo: &'repo Repository,
+        commit: &str,
+    ) -> Result<Commit<'repo>, GitError> {
+        let id = parse_commit_id(commit)?;
+        repo.find_commit(id)
+            .map_err(|source| GitError::CommitNotFound {
+                url: self.url().to_owned(),
+                commit: commit.to_owned(),
+                source,
+            })
+    }
+
+    fn set_ref(
+        &self,
+        repo: &Repository,
+        name: &str,
+        commit: Oid,
+        log_message: &str,
+    ) -> Result<(), GitError> {
+        repo.reference(name, commit, true, log_message)
+            .map(|_| ())
+            .map_err(|source| self.repository_error("update a reference", source))
+    }
+
+    fn repository_error(&self, operation: &'static str, source: git2::Error) -> GitError {
+        GitError::Repository {
+            url: self.url().to_owned(),
+            operation,
+            source,
+        }
+    }
+
+    fn tree_error(&self, error: TreeEditError) -> GitError {
+        match error {
+            TreeEditError::Path { path, reason } => GitError::InvalidPath { path, reason },
+            TreeEditError::Git(source) => self.repository_error("write the new tree", source),
+        }
+    }
+}
+
+/// Creates a bare repository at `path` (if absent) whose `branch` holds `files` in one initial
+/// commit, with HEAD pointing at `branch`; used by `gantry up` to lay out the embedded env repos
+/// and by tests.
+///
+/// Idempotent: if the repository already has `branch`, nothing is changed. If it exists without
+/// `branch`, the branch is created, and HEAD is moved to it only when HEAD names no commit yet.
+pub fn init_bare_repo(
+    path: &Path,
+    branch: &str,
+    files: &[(&str, &[u8])],
+    author: &Signature,
+) -> Result<(), GitError> {
+    let branch = validate_branch(branch)?;
+    let branch_ref = format!("refs/heads/{branch}");
+    let init_error = |operation: &'static str| {
+        move |source| GitError::InitRepository {
+            path: path.to_path_buf(),
+            operation,
+            source,
+        }
+    };
+    let signature = git_signature(author, Utc::now())?;
+    let repo = match Repository::open_bare(path) {
+        Ok(repo) => repo,
+        Err(error) if error.code() == ErrorCode::NotFound => {
+            let mut options = RepositoryInitOptions::new();
+            options
+                .bare(true)
+                .mkpath(true)
+                .external_template(false)
+                .initial_head(&branch_ref);
+            Repository::init_opts(path, &options).map_err(init_error("create the repository"))?
+        }
+        Err(source) => return Err(init_error("open the repository")(source)),
+    };
+    match repo.find_reference(&branch_ref) {
+        Ok(_) => return Ok(()),
+        Err(error) if error.code() == ErrorCode::NotFound => {}
+        Err(source) => return Err(init_error("look up the branch")(source)),
+    }
+    let empty_tree = repo
+        .treebuilder(None)
+        .and_then(|builder| builder.write())
+        .and_then(|id| repo.find_tree(id))
+        .map_err(init_error("write an empty tree"))?;
+    let tree_id = tree::edit_tree(&repo, &empty_tree, files).map_err(|error| match error {
+        TreeEditError::Path { path, reason } => GitError::InvalidPath { path, reason },
+        TreeEditError::Git(source) => init_error("write the files")(source),
+    })?;
+    let tree = repo
+        .find_tree(tree_id)
+        .map_err(init_error("read the new tree"))?;
+    repo.commit(
+        Some(&branch_ref),
+        &signature,
+        &signature,
+        "Initial commit\n",
+        &tree,
+        &[],
+    )
+    .map_err(init_error("write the initial commit"))?;
+    let head_is_unborn = match repo.head() {
+        Ok(_) => false,
+        Err(error) => matches!(error.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound),
+    };
+    if head_is_unborn {
+        repo.set_head(&branch_ref)
+            .map_err(init_error("point HEAD at the branch"))?;
+    }
+    Ok(())
+}
+
+fn validate_branch(branch: &str) -> Result<&str, GitError> {
+    let valid = !branch.is_empty()
+        && branch != "HEAD"
+        && !branch.starts_with('-')
+        && Reference::is_valid_name(&format!("refs/heads/{branch}"));
+    if valid {
+        Ok(branch)
+    } else {
+        Err(GitError::InvalidBranch {
+            branch: branch.to_owned(),
+        })
+    }
+}
+
+fn branch_refspec(branch: &str) -> String {
+    format!("+refs/heads/{branch}:{TRACKING_PREFIX}{branch}")
+}
+
+fn tracking_ref(branch: &str) -> String {
+    format!("{TRACKING_PREFIX}{branch}")
+}
+
+fn local_ref(branch: &str) -> String {
+    format!("{LOCAL_PREFIX}{branch}")
+}
+
+/// Only full object ids are accepted: libgit2 would pad a short one with zeros and silently look
+/// up a different object.
+fn parse_commit_id(value: &str) -> Result<Oid, GitError> {
+    let invalid = || GitError::InvalidCommitId {
+        value: value.to_owned(),
+    };
+    if value.len() != 40 || !value.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    Oid::from_str(value).map_err(|_| invalid())
+}
+
+fn git_signature(
+    author: &Signature,
+    time: DateTime<Utc>,
+) -> Result<git2::Signature<'static>, GitError> {
+    let invalid = |source| GitError::InvalidSignature {
+        name: author.name.clone(),
+        email: author.email.clone(),
+        source,
+    };
+    // A control character (a newline above all) would let the identity write extra commit
+    // headers; libgit2 only checks for angle brackets.
+    if author
+        .name
+        .chars()
+        .chain(author.email.chars())
+        .any(char::is_control)
+    {
+        return Err(invalid(git2::Error::from_str(
+            "the name or email contains a control character",
+        )));
+    }
+    git2::Signature::new(
+        &author.name,
+        &author.email,
+        &git2::Time::new(time.timestamp(), 0),
+    )
+    .map_err(invalid)
+}
+
+/// A directory name for a mirror being created that no other process or thread can pick.
+fn scratch_name(remote: &RemoteUrl) -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!(
+        ".{}.{}-{nanos}-{sequence}.partial",
+        remote.cache_dir_name(),
+        std::process::id()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_follow_git_rules() {
+        for valid in ["main", "gantry/dev/web/0123456789ab", "release-1.2"] {
+            assert_eq!(validate_branch(valid).unwrap(), valid);
+        }
+        for invalid in [
+            "", "HEAD", "-x", "a..b", "a b", "a~1", "a:b", "ends/", "x.lock", "a\\b",
+        ] {
+            assert!(
+                matches!(
+                    validate_branch(invalid),
+                    Err(GitError::InvalidBranch { .. })
+                ),
+                "{invalid:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn only_full_commit_ids_are_accepted() {
+        let full = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(parse_commit_id(full).unwrap().to_string(), full);
+        for invalid in [
+            "",
+            "0123456",
+            "main",
+            &format!("{full}0"),
+            "g123456789abcdef0123456789abcdef01234567",
+        ] {
+            assert!(matches!(
+                parse_commit_id(invalid),
+                Err(GitError::InvalidCommitId { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn signatures_refuse_header_injection() {
+        let author = Signature {
+            name: "gantry\ncommitter someone".to_owned(),
+            email: "gantry@example.com".to_owned(),
+        };
+        assert!(matches!(
+            git_signature(&author, Utc::now()),
+            Err(GitError::InvalidSignature { .. })
+        ));
+        let angle = Signature {
+            name: "gantry <x>".to_owned(),
+            email: "gantry@example.com".to_owned(),
+        };
+        assert!(git_signature(&angle, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn push_outcomes_name_the_resulting_commit() {
+        let created = PushOutcome::Created {
+            commit: "a".to_owned(),
+        };
+        let updated = PushOutcome::Updated {
+            commit: "b".to_owned(),
+            previous: "a".to_owned(),
+        };
+        assert_eq!(created.commit(), "a");
+        assert_eq!(updated.commit(), "b");
+        assert_eq!(
+            serde_json::to_value(&updated).unwrap(),
+            serde_json::json!({"outcome": "updated", "commit": "b", "previous": "a"})
+        );
+    }
+}

@@ -1,0 +1,777 @@
+//! OCI registries: where promoted images live and where environment tags are written.
+//!
+//! Promotion never rebuilds an image. The same manifest digest moves from environment to
+//! environment, and tags such as `dev-sha-abc1234` or `prod-v1.2.3` are labels pointing at
+//! it. A retag is therefore a manifest write by digest inside one repository: it never moves
+//! layers and it never changes the digest.
+//!
+//! Two kinds of registry sit behind the [`Registry`] trait:
+//!
+//! - [`DistributionRegistry`]: any registry that speaks the OCI distribution API (Docker Hub,
+//!   Harbor, `docker-registry`, ...);
+//! - [`LayoutRegistry`]: a directory holding one OCI image layout per repository, the
+//!   embedded default that needs no server at all.
+//!
+//! [`open`] turns a configured registry URL into the right implementation.
+
+pub mod distribution;
+pub mod image;
+pub mod layout;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+pub use distribution::{DistributionRegistry, Scheme};
+pub use image::{Image, sample_image};
+pub use layout::LayoutRegistry;
+
+/// Media type of an OCI image manifest.
+pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Media type of an OCI image index (a multi-platform image).
+pub const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+/// Media type of a Docker image manifest, schema 2.
+pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Media type of a Docker manifest list (the Docker flavour of an image index).
+pub const DOCKER_MANIFEST_LIST_MEDIA_TYPE: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Every manifest media type gantry reads, tags and pushes.
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    OCI_MANIFEST_MEDIA_TYPE,
+    OCI_INDEX_MEDIA_TYPE,
+    DOCKER_MANIFEST_MEDIA_TYPE,
+    DOCKER_MANIFEST_LIST_MEDIA_TYPE,
+];
+
+/// A content digest of the form `sha256:<64 lowercase hex digits>`.
+///
+/// Only SHA-256 is accepted: it is the algorithm every registry and the OCI image layout use,
+/// and accepting anything else would let two spellings name the same content.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+impl Digest {
+    /// Parses and validates a digest string.
+    pub fn parse(s: &str) -> Result<Self, RegistryError> {
+        let valid = s.strip_prefix("sha256:").is_some_and(|hex| {
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        });
+        if valid {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(RegistryError::InvalidDigest {
+                value: s.to_owned(),
+            })
+        }
+    }
+
+    /// The whole digest, `sha256:…`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 64 hex digits without the algorithm prefix (the blob's file name in a layout).
+    pub fn hex(&self) -> &str {
+        &self.0["sha256:".len()..]
+    }
+
+    /// The SHA-256 digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = RegistryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = RegistryError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Digest> for String {
+    fn from(digest: Digest) -> Self {
+        digest.0
+    }
+}
+
+/// What [`Registry::tag`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagOutcome {
+    /// The tag did not exist and now points at the digest.
+    Created,
+    /// The tag pointed at another digest and was moved.
+    Moved {
+        /// The digest the tag pointed at before.
+        from: Digest,
+    },
+    /// The tag already pointed at the digest; nothing was written.
+    AlreadyPresent,
+}
+
+/// Credentials for a distribution registry.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum RegistryAuth {
+    /// No credentials; token registries still hand out anonymous pull tokens.
+    #[default]
+    Anonymous,
+    /// HTTP basic credentials, also used to obtain bearer tokens from token registries.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password or access token.
+        password: String,
+    },
+}
+
+impl fmt::Debug for RegistryAuth {
+    // The password must never end up in logs or error reports.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// A registry that holds images and lets gantry point tags at manifest digests.
+///
+/// Every write is idempotent: repeating a call after a crash leaves the registry as one
+/// successful call would.
+#[async_trait::async_trait]
+pub trait Registry: Send + Sync {
+    /// Digest the tag points at, or None when the tag does not exist (CI has not pushed yet).
+    async fn resolve(&self, repository: &str, tag: &str) -> Result<Option<Digest>, RegistryError>;
+
+    /// Points `tag` at the manifest `digest` in the same repository without moving blobs; idempotent.
+    ///
+    /// Fails with [`RegistryError::NotFound`] when the repository holds no manifest with
+    /// that digest.
+    async fn tag(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        tag: &str,
+    ) -> Result<TagOutcome, RegistryError>;
+
+    /// Pushes a whole image (blobs then manifest) under `tag`; blobs already present are not re-sent.
+    ///
+    /// Returns the manifest digest, which is [`Image::digest`].
+    async fn push_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        image: &Image,
+    ) -> Result<Digest, RegistryError>;
+
+    /// All tags of the repository, sorted; [`RegistryError::NotFound`] when the repository
+    /// does not exist.
+    async fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError>;
+
+    /// Human-readable reference for messages and PR bodies, e.g. `127.0.0.1:5000/app` or `oci-layout:/path/app`.
+    ///
+    /// `tag_or_digest` is appended after `@` when it is a digest and after `:` otherwise;
+    /// an empty string names the repository itself.
+    fn reference(&self, repository: &str, tag_or_digest: &str) -> String;
+}
+
+/// Opens a registry from its configured URL: `oci-layout:<dir>` (relative dirs resolve against `base_dir`),
+/// `http://host:port` / `https://host[:port]`, or a bare `host:port` (https, except `localhost`/`127.0.0.1`/`[::1]`
+/// which use plain HTTP as docker does).
+///
+/// A path after the host (`https://harbor.example.com/team`) is a namespace put in front of
+/// every repository name, so `app` becomes `team/app` on that registry.
+pub fn open(
+    url: &str,
+    base_dir: &Path,
+    auth: RegistryAuth,
+) -> Result<Arc<dyn Registry>, RegistryError> {
+    let trimmed = url.trim();
+    let invalid = |reason: &str| RegistryError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if trimmed.is_empty() {
+        return Err(invalid("the registry URL is empty"));
+    }
+    if let Some(dir) = trimmed.strip_prefix("oci-layout:") {
+        if dir.is_empty() {
+            return Err(invalid("`oci-layout:` needs a directory after the colon"));
+        }
+        let dir = Path::new(dir);
+        let root = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            base_dir.join(dir)
+        };
+        return Ok(Arc::new(LayoutRegistry::new(root)));
+    }
+
+    let (scheme, rest) = if let Some(rest) = trimmed.strip_prefix("http://") {
+        (Some(Scheme::Http), rest)
+    } else if let Some(rest) = trimmed.strip_prefix("https://") {
+        (Some(Scheme::Https), rest)
+    } else if trimmed.contains("://") {
+        return Err(invalid(
+            "unsupported scheme; use http://, https://, oci-layout: or a bare host:port",
+        ));
+    } else {
+        (None, trimmed)
+    };
+    if rest.contains(['?', '#', '@']) {
+        return Err(invalid(
+            "query strings, fragments and user info are not supported; pass credentials separately",
+        ));
+    }
+    let (host, path) = match rest.split_once('/') {
+        Some((host, path)) => (host, path.trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    validate_host(host).map_err(invalid)?;
+    let namespace = if path.is_empty() {
+        None
+    } else {
+        validate_repository(path).map_err(|_| {
+            invalid("the path after the host must be a repository namespace such as `team` or `org/team`")
+        })?;
+        Some(path.to_owned())
+    };
+    let scheme = scheme.unwrap_or_else(|| {
+        if is_loopback_host(host) {
+            Scheme::Http
+        } else {
+            Scheme::Https
+        }
+    });
+    let registry = DistributionRegistry::new(host, scheme, namespace, auth)?;
+    Ok(Arc::new(registry))
+}
+
+/// Whether `host` (with or without a port) names this machine, which docker reaches over
+/// plain HTTP without being told to.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(bracketed) = host.strip_prefix('[') {
+        bracketed.split(']').next().map(|ip| format!("[{ip}]"))
+    } else {
+        host.split(':').next().map(str::to_owned)
+    };
+    matches!(
+        name.as_deref(),
+        Some("localhost") | Some("127.0.0.1") | Some("[::1]")
+    )
+}
+
+fn validate_host(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        return Err("the host is missing");
+    }
+    let (name, port) = if let Some(bracketed) = host.strip_prefix('[') {
+        let (ip, after) = bracketed
+            .split_once(']')
+            .ok_or("an IPv6 host needs a closing `]`")?;
+        if ip.is_empty() || !ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return Err("the IPv6 address is not valid");
+        }
+        match after {
+            "" => (ip, None),
+            _ => (
+                ip,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("junk after the IPv6 address")?,
+                ),
+            ),
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    let name_ok = !name.is_empty()
+        && (host.starts_with('[')
+            || name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+    if !name_ok {
+        return Err("the host name may only hold letters, digits, `.` and `-`");
+    }
+    if let Some(port) = port
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Err("the port must be a number from 1 to 65535");
+    }
+    Ok(())
+}
+
+/// Checks a repository name against the OCI distribution grammar: `/`-separated components of
+/// lowercase letters and digits joined by `.`, `_`, `__` or runs of `-`.
+///
+/// Besides sparing a round trip, this is what keeps a repository name from escaping a layout
+/// root (`..` and absolute paths never pass).
+pub(crate) fn validate_repository(name: &str) -> Result<(), RegistryError> {
+    let invalid = |reason: &'static str| RegistryError::InvalidName {
+        what: "repository",
+        value: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("the name is empty"));
+    }
+    if name.len() > 255 {
+        return Err(invalid("the name is longer than 255 characters"));
+    }
+    for component in name.split('/') {
+        validate_repository_component(component).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+fn validate_repository_component(component: &str) -> Result<(), &'static str> {
+    let bytes = component.as_bytes();
+    let is_alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    match (bytes.first(), bytes.last()) {
+        (Some(&first), Some(&last)) if is_alnum(first) && is_alnum(last) => {}
+        (None, _) | (_, None) => return Err("a path component is empty"),
+        _ => return Err("each path component must start and end with a lowercase letter or digit"),
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !is_alnum(bytes[i]) {
+            i += 1;
+        }
+        let separator = &component[start..i];
+        let allowed = separator == "."
+            || separator == "_"
+            || separator == "__"
+            || separator.bytes().all(|b| b == b'-');
+        if !allowed {
+            return Err(
+                "only lowercase letters, digits and the separators `.`, `_`, `__` and `-` are allowed",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Checks a tag against the OCI grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub(crate) fn validate_tag(tag: &str) -> Result<(), RegistryError> {
+    let invalid = |reason: &'static str| RegistryError::InvalidName {
+        what: "tag",
+        value: tag.to_owned(),
+        reason,
+    };
+    let bytes = tag.as_bytes();
+    let Some(&first) = bytes.first() else {
+        return Err(invalid("the tag is empty"));
+    };
+    if bytes.len() > 128 {
+        return Err(invalid("the tag is longer than 128 characters"));
+    }
+    if !(first.is_ascii_alphanumeric() || first == b'_') {
+        return Err(invalid("a tag must start with a letter, a digit or `_`"));
+    }
+    if !bytes
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(invalid(
+            "a tag may only hold letters, digits, `_`, `.` and `-`",
+        ));
+    }
+    Ok(())
+}
+
+/// Appends `tag_or_digest` to a repository reference with the separator docker uses.
+pub(crate) fn join_reference(repository_reference: String, tag_or_digest: &str) -> String {
+    if tag_or_digest.is_empty() {
+        repository_reference
+    } else if tag_or_digest.contains(':') {
+        format!("{repository_reference}@{tag_or_digest}")
+    } else {
+        format!("{repository_reference}:{tag_or_digest}")
+    }
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The repository, tag or manifest does not exist.
+    #[error("find {reference}")]
+    NotFound {
+        /// What was looked for, as [`Registry::reference`] prints it.
+        reference: String,
+    },
+    /// A file or directory of an image layout could not be read or written.
+    #[error("access {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request to a distribution registry failed.
+    #[error("{action} {reference}{}", status.map(|code| format!(" (http status {code})")).unwrap_or_default())]
+    Distribution {
+        /// What was being done, e.g. `push manifest`.
+        action: &'static str,
+        /// The image reference the request was about.
+        reference: String,
+        /// The HTTP status, when the registry answered at all. Registries that send an OCI
+        /// error body are mapped from its error code (`TOOMANYREQUESTS` is 429, unknown
+        /// names and manifests are 404).
+        status: Option<u16>,
+        /// The client's error.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// A string that should be a digest is not `sha256:<64 lowercase hex digits>`.
+    #[error("parse digest {value:?}: expected sha256:<64 lowercase hex digits>")]
+    InvalidDigest {
+        /// The rejected value.
+        value: String,
+    },
+    /// The configured registry URL cannot be used.
+    #[error("open registry {url:?}: {reason}")]
+    InvalidUrl {
+        /// The configured URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Content does not hash to the digest it was announced with.
+    #[error("verify content digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The announced digest.
+        expected: String,
+        /// The digest of the bytes actually seen.
+        actual: String,
+    },
+    /// A repository name or tag breaks the OCI naming rules.
+    #[error("use {value:?} as a {what} name: {reason}")]
+    InvalidName {
+        /// `repository` or `tag`.
+        what: &'static str,
+        /// The rejected value.
+        value: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A manifest is not one gantry can handle, or does not match the blobs sent with it.
+    #[error("use manifest {reference}: {reason}")]
+    InvalidManifest {
+        /// The manifest's reference.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An image layout on disk is damaged.
+    #[error("read image layout {}: {reason}", path.display())]
+    InvalidLayout {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl RegistryError {
+    /// Whether retrying later may succeed: 5xx, 408 and 429 answers, connection failures and
+    /// timeouts. Everything else (bad names, missing manifests, denied access) stays failed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Distribution {
+                status: Some(code), ..
+            } => *code >= 500 || *code == 429 || *code == 408,
+            Self::Distribution {
+                status: None,
+                source,
+                ..
+            } => is_transient_source(source.as_ref()),
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Walks an error chain looking for a network failure that may go away by itself.
+fn is_transient_source(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(http) = error.downcast_ref::<reqwest::Error>() {
+            if http.is_connect() || http.is_timeout() || http.is_request() || http.is_body() {
+                return true;
+            }
+            if let Some(status) = http.status() {
+                let code = status.as_u16();
+                return code >= 500 || code == 429 || code == 408;
+            }
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | Interrupted
+            ) {
+                return true;
+            }
+        }
+        current = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_parse_accepts_sha256_only() {
+        let hex = "a".repeat(64);
+        let digest = Digest::parse(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(digest.hex(), hex);
+        assert_eq!(digest.as_str(), format!("sha256:{hex}"));
+
+        for bad in [
+            String::new(),
+            hex.clone(),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("sha256:{}", "a".repeat(65)),
+            format!("sha512:{hex}"),
+            format!("sha256:{}g", "a".repeat(63)),
+        ] {
+            assert!(
+                matches!(
+                    Digest::parse(&bad),
+                    Err(RegistryError::InvalidDigest { .. })
+                ),
+                "{bad:?} must be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_of_empty_input_is_the_well_known_value() {
+        assert_eq!(
+            Digest::of(b"").as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn digest_deserialization_validates() {
+        let good = format!("\"sha256:{}\"", "0".repeat(64));
+        let digest: Digest = serde_json::from_str(&good).unwrap();
+        assert_eq!(serde_json::to_string(&digest).unwrap(), good);
+        assert!(serde_json::from_str::<Digest>("\"sha256:nope\"").is_err());
+    }
+
+    #[test]
+    fn repository_names_follow_the_oci_grammar() {
+        for good in ["app", "team/app", "a.b_c__d---e/f0", "0", "org/team/app-1"] {
+            assert!(validate_repository(good).is_ok(), "{good:?} must pass");
+        }
+        for bad in [
+            "", "App", "../app", "app/..", "/app", "app/", "a//b", "a..b", "a___b", "-a", "a-",
+            "a b", ".", "a/./b",
+        ] {
+            assert!(
+                validate_repository(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn tags_follow_the_oci_grammar() {
+        for good in ["latest", "dev-sha-abc1234", "prod-v1.2.3", "_x", "A"] {
+            assert!(validate_tag(good).is_ok(), "{good:?} must pass");
+        }
+        let too_long = "a".repeat(129);
+        for bad in ["", ".x", "-x", "a/b", "a:b", "a@b", too_long.as_str()] {
+            assert!(validate_tag(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn references_use_colon_for_tags_and_at_for_digests() {
+        let digest = format!("sha256:{}", "1".repeat(64));
+        assert_eq!(join_reference("h/app".into(), "v1"), "h/app:v1");
+        assert_eq!(
+            join_reference("h/app".into(), &digest),
+            format!("h/app@{digest}")
+        );
+        assert_eq!(join_reference("h/app".into(), ""), "h/app");
+    }
+
+    #[test]
+    fn loopback_detection_matches_docker() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.0.0.1:5000",
+            "[::1]",
+            "[::1]:5000",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "registry.example.com",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn open_picks_the_registry_kind_from_the_url() {
+        let base = Path::new("/data");
+        let anonymous = || RegistryAuth::Anonymous;
+
+        let layout = open("oci-layout:images", base, anonymous()).unwrap();
+        assert_eq!(
+            layout.reference("app", "v1"),
+            "oci-layout:/data/images/app:v1"
+        );
+        let layout = open("oci-layout:/srv/oci", base, anonymous()).unwrap();
+        assert_eq!(layout.reference("app", ""), "oci-layout:/srv/oci/app");
+
+        let bare = open("127.0.0.1:5000", base, anonymous()).unwrap();
+        assert_eq!(bare.reference("app", "v1"), "127.0.0.1:5000/app:v1");
+        let namespaced = open("https://harbor.example.com/team/", base, anonymous()).unwrap();
+        assert_eq!(
+            namespaced.reference("app", "v1"),
+            "harbor.example.com/team/app:v1"
+        );
+    }
+
+    #[test]
+    fn open_rejects_unusable_urls() {
+        let base = Path::new("/data");
+        for bad in [
+            "",
+            "   ",
+            "oci-layout:",
+            "ftp://host",
+            "http://",
+            "http://user:pw@host",
+            "https://host:99999",
+            "https://host:0",
+            "https://ho st",
+            "https://host/Team",
+            "host:5000?x=1",
+            "[::1",
+        ] {
+            let result = open(bad, base, RegistryAuth::Anonymous);
+            assert!(
+                matches!(result, Err(RegistryError::InvalidUrl { .. })),
+                "{bad:?} must be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn auth_debug_hides_the_password() {
+        let auth = RegistryAuth::Basic {
+            username: "ci".into(),
+            password: "hunter2".into(),
+        };
+        let printed = format!("{auth:?}");
+        assert!(printed.contains("ci"));
+        assert!(!printed.contains("hunter2"));
+    }
+
+    #[test]
+    fn transient_errors_are_server_side_or_network() {
+        let distribution = |status| RegistryError::Distribution {
+            action: "resolve",
+            reference: "h/app:v1".into(),
+            status,
+            source: "boom".into(),
+        };
+        assert!(distribution(Some(503)).is_transient());
+        assert!(distribution(Some(429)).is_transient());
+        assert!(!distribution(Some(404)).is_transient());
+        assert!(!distribution(Some(401)).is_transient());
+        assert!(!distribution(None).is_transient());
+
+        let refused = RegistryError::Distribution {
+            action: "resolve",
+            reference: "h/app:v1".into(),
+            status: None,
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        };
+        assert!(refused.is_transient());
+        assert!(
+            !RegistryError::NotFound {
+                reference: "x".into()
+            }
+            .is_transient()
+        );
+    }
+
+    #[test]
+    fn error_messages_read_after_failed_to() {
+        let error = RegistryError::Distribution {
+            action: "push manifest",
+            reference: "h/app:v1".into(),
+            status: Some(500),
+            source: "boom".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "push manifest h/app:v1 (http status 500)"
+        );
+        let error = RegistryError::NotFound {
+            reference: "h/app:v1".into(),
+        };
+        assert_eq!(error.to_string(), "find h/app:v1");
+    }
+}

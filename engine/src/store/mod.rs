@@ -1,0 +1,183 @@
+//! Persistence of deliveries, runs, steps and change requests.
+//!
+//! The executor persists intent before every side effect through this trait, so that a crash
+//! at any point can be resumed. SQLite ([`SqliteStore`]) is the embedded default; a PostgreSQL
+//! implementation shares the trait and the semantics.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use gantry_workflows::Plan;
+
+use crate::error::StoreError;
+use crate::model::{ChangeRequest, Delivery, Millis, Run};
+
+/// A delivery as received, before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewDelivery<'a> {
+    /// Source (`github`).
+    pub source: &'a str,
+    /// The sender's delivery id; the inbox keeps one row per (source, delivery id).
+    pub delivery_id: &'a str,
+    /// Event type header.
+    pub event_type: &'a str,
+    /// Raw body.
+    pub body: &'a [u8],
+    /// Status to store it with: `received` (to process) or `ignored`.
+    pub status: DeliveryStatus,
+    /// Why it is ignored, if it is.
+    pub detail: Option<&'a str>,
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Stored, not processed yet.
+    Received,
+    /// Processed; its runs exist.
+    Processed,
+    /// Means nothing to gantry; kept for the record.
+    Ignored,
+    /// Could not be processed (the detail says why).
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Processed => "processed",
+            Self::Ignored => "ignored",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Result of storing a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// First time this delivery id was seen.
+    New(i64),
+    /// A redelivery: the first copy is kept, nothing else happens.
+    Duplicate(i64),
+}
+
+/// How a step attempt ended, as the executor records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepRecord {
+    /// Done; dependents may become ready.
+    Succeeded {
+        /// The step's outputs.
+        outputs: serde_json::Value,
+        /// Pins the run's artifact to this digest.
+        pin_digest: Option<String>,
+    },
+    /// Parked until `until` (or an event).
+    Waiting {
+        /// When to look again.
+        until: Millis,
+        /// Progress to show while waiting.
+        outputs: Option<serde_json::Value>,
+        /// Why it waits.
+        reason: String,
+    },
+    /// Try again at `at`.
+    Retry {
+        /// When.
+        at: Millis,
+        /// The transient error.
+        error: String,
+    },
+    /// Failed for good; the run fails.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// A step handed to an executor, with what it needs to run.
+#[derive(Debug, Clone)]
+pub struct ClaimedStep {
+    /// Run id.
+    pub run_id: String,
+    /// Step name.
+    pub name: String,
+    /// Step kind.
+    pub kind: String,
+    /// Step settings.
+    pub config: serde_json::Value,
+    /// This attempt's number (1 for the first).
+    pub attempt: u32,
+    /// The run's plan.
+    pub plan: Plan,
+    /// The run's pinned digest, if resolved.
+    pub digest: Option<String>,
+    /// When the run was created.
+    pub run_created_at: Millis,
+    /// Outputs of the run's succeeded steps, by step name.
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A change request to record.
+#[derive(Debug, Clone)]
+pub struct NewChangeRequest<'a> {
+    /// Forge name.
+    pub forge: &'a str,
+    /// Repository URL.
+    pub repo: &'a str,
+    /// Head branch.
+    pub branch: &'a str,
+    /// Base branch.
+    pub base: &'a str,
+    /// Head commit.
+    pub head_commit: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Body.
+    pub body: &'a str,
+    /// Run opening it.
+    pub run_id: &'a str,
+}
+
+/// Storage used by the server and the executor.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a delivery unless one with the same (source, delivery id) exists.
+    async fn insert_delivery(&self, delivery: NewDelivery<'_>) -> Result<Inserted, StoreError>;
+    /// Deliveries not processed yet, oldest first.
+    async fn received_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    /// Marks a delivery done and creates its runs, in one transaction; returns the run ids.
+    async fn complete_delivery(
+        &self,
+        delivery_id: i64,
+        status: DeliveryStatus,
+        detail: Option<&str>,
+        plans: &[Plan],
+    ) -> Result<Vec<String>, StoreError>;
+    /// Status and detail of a delivery, by the sender's id.
+    async fn delivery_status(&self, source: &str, delivery_id: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
+    /// Creates a run without a delivery (operator-initiated).
+    async fn create_run(&self, plan: &Plan) -> Result<String, StoreError>;
+
+    /// Hands out steps that left `running` without a record (a crashed executor) again.
+    async fn recover(&self, owner: &str, now: Millis) -> Result<u64, StoreError>;
+    /// Claims one step whose time has come, marking it running for `owner` until `lease_until`.
+    async fn claim_step(&self, owner: &str, now: Millis, lease_until: Millis) -> Result<Option<ClaimedStep>, StoreError>;
+    /// Records how a claimed step attempt ended and moves the run along.
+    async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError>;
+    /// The earliest `not_before` of any claimable step, to sleep until.
+    async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError>;
+
+    /// Newest runs first.
+    async fn list_runs(&self, limit: u32) -> Result<Vec<Run>, StoreError>;
+    /// One run.
+    async fn get_run(&self, id: &str) -> Result<Option<Run>, StoreError>;
+
+    /// Records a change request once per (forge, repo, branch); returns it and whether it is new.
+    async fn upsert_change_request(&self, request: NewChangeRequest<'_>) -> Result<(ChangeRequest, bool), StoreError>;
+    /// Change requests opened by a run.
+    async fn change_requests(&self, run_id: &str) -> Result<Vec<ChangeRequest>, StoreError>;
+}

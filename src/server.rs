@@ -1,0 +1,265 @@
+//! The HTTP server: webhooks in, runs out, a status page for people.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gantry_engine::forge::LocalForge;
+use gantry_engine::store::{Inserted, NewDelivery, DeliveryStatus};
+use gantry_engine::{Capabilities, Executor, ExecutorOptions, SqliteStore, StepRegistry, Store};
+use gantry_webhooks::github;
+use gantry_workflows::Config;
+use handlebars::Handlebars;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::api::{ChangeRequestDto, RunDto};
+
+/// GitHub does not deliver payloads over 25 MB; neither do we accept them.
+pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Accepted GitHub webhook secrets (more than one while rotating).
+    pub github_secrets: Arc<Vec<Vec<u8>>>,
+    /// Wakes the intake loop when a delivery was stored.
+    pub intake_wake: Arc<Notify>,
+    pages: Arc<Handlebars<'static>>,
+}
+
+impl AppState {
+    /// State for the handlers.
+    pub fn new(store: Arc<dyn Store>, github_secrets: Vec<Vec<u8>>, intake_wake: Arc<Notify>) -> Self {
+        let mut pages = Handlebars::new();
+        pages.set_strict_mode(false);
+        for (name, text) in [
+            ("status", include_str!("../templates/status.hbs")),
+            ("run", include_str!("../templates/run.hbs")),
+        ] {
+            if let Err(error) = pages.register_template_string(name, text) {
+                tracing::error!(page = name, %error, "status page template does not compile");
+            }
+        }
+        Self { store, github_secrets: Arc::new(github_secrets), intake_wake, pages: Arc::new(pages) }
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/github", post(github_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/deliveries/{source}/{id}", get(get_delivery))
+        .route("/", get(status_page))
+        .route("/runs/{id}", get(run_page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Errors of the HTTP API; the one place that decides status codes. Internal details are
+/// logged, never sent to the client.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with a message for the sender.
+    BadRequest(String),
+    /// 401 with a message for the sender.
+    Unauthorized(String),
+    /// 404.
+    NotFound(String),
+    /// 500; the cause is logged.
+    Internal(anyhow::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, message),
+            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, message),
+            ApiError::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
+            }
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    // Authenticity first: nothing about an unsigned request is looked at or stored.
+    let secrets: Vec<&[u8]> = state.github_secrets.iter().map(Vec::as_slice).collect();
+    github::verify_signature(&secrets, header(&headers, "x-hub-signature-256"), &body)
+        .map_err(|error| ApiError::Unauthorized(format!("signature rejected: {error}")))?;
+    let event_type = header(&headers, "x-github-event")
+        .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Event header".into()))?;
+    let delivery_id = header(&headers, "x-github-delivery")
+        .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Delivery header".into()))?;
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return Err(ApiError::BadRequest(format!("malformed JSON body: {error}")));
+    }
+    let inserted = state
+        .store
+        .insert_delivery(NewDelivery {
+            source: "github",
+            delivery_id,
+            event_type,
+            body: &body,
+            status: DeliveryStatus::Received,
+            detail: None,
+        })
+        .await?;
+    let (id, duplicate) = match inserted {
+        Inserted::New(id) => (id, false),
+        Inserted::Duplicate(id) => (id, true),
+    };
+    if !duplicate {
+        state.intake_wake.notify_one();
+    }
+    let body = json!({ "delivery": delivery_id, "inbox_id": id, "duplicate": duplicate });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+async fn list_runs(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Vec<RunDto>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let runs = state.store.list_runs(limit).await?;
+    Ok(Json(runs.iter().map(RunDto::from).collect()))
+}
+
+async fn load_run(state: &AppState, id: &str) -> Result<RunDto, ApiError> {
+    let run = state.store.get_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
+    let requests = state.store.change_requests(id).await?;
+    let mut dto = RunDto::from(&run);
+    dto.change_requests = Some(requests.iter().map(ChangeRequestDto::from).collect());
+    Ok(dto)
+}
+
+async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RunDto>, ApiError> {
+    load_run(&state, &id).await.map(Json)
+}
+
+async fn get_delivery(
+    State(state): State<AppState>,
+    Path((source, id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (status, detail) = state
+        .store
+        .delivery_status(&source, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no {source} delivery {id}")))?;
+    Ok(Json(json!({ "source": source, "delivery": id, "status": status, "detail": detail })))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.store.list_runs(1).await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+        }
+    }
+}
+
+async fn status_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
+    let runs: Vec<RunDto> = state.store.list_runs(100).await?.iter().map(RunDto::from).collect();
+    Ok(Html(state.pages.render("status", &json!({ "runs": runs }))?))
+}
+
+async fn run_page(State(state): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, ApiError> {
+    let run = load_run(&state, &id).await?;
+    let steps: Vec<serde_json::Value> = run
+        .steps
+        .iter()
+        .map(|s| json!({ "step": s, "outputs_json": serde_json::to_string_pretty(&s.outputs).unwrap_or_default() }))
+        .collect();
+    Ok(Html(state.pages.render("run", &json!({ "run": run, "steps": steps }))?))
+}
+
+/// Everything `gantry serve` needs.
+pub struct ServeOptions {
+    /// Data directory (database, mirrors, embedded registry and repos).
+    pub data_dir: PathBuf,
+    /// Validated configuration.
+    pub config: Config,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// GitHub webhook secrets.
+    pub github_secrets: Vec<Vec<u8>>,
+    /// Executor tuning.
+    pub executor: ExecutorOptions,
+}
+
+/// Opens the store, starts intake and executor, and serves HTTP until Ctrl-C.
+pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("gantry.db")).await?);
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let address = listener.local_addr()?;
+    let status_url = format!("http://{address}");
+    let forge = Arc::new(LocalForge::new(store.clone()));
+    let capabilities = Arc::new(Capabilities::new(&options.data_dir, forge, Some(status_url)));
+    let executor_wake = Arc::new(Notify::new());
+    let intake_wake = Arc::new(Notify::new());
+    let executor = Arc::new(Executor::new(
+        store.clone(),
+        StepRegistry::builtin(),
+        capabilities,
+        executor_wake.clone(),
+        options.executor,
+    ));
+    tokio::spawn(intake_loop(store.clone(), Arc::new(options.config), intake_wake.clone(), executor_wake));
+    tokio::spawn(async move {
+        if let Err(error) = executor.run().await {
+            tracing::error!(%error, "executor stopped");
+        }
+    });
+    let app = router(AppState::new(store, options.github_secrets, intake_wake));
+    on_listening(address);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn intake_loop(store: Arc<dyn Store>, config: Arc<Config>, wake: Arc<Notify>, executor_wake: Arc<Notify>) {
+    loop {
+        let notified = wake.notified();
+        match gantry_engine::intake::process_inbox(&store, &config).await {
+            Ok(done) if done.iter().any(|d| !d.runs.is_empty()) => executor_wake.notify_waiters(),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "intake failed; will retry"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+    }
+}

@@ -1,0 +1,38 @@
+//! Webhook request verification and payload normalization for gantry.
+//!
+//! This crate owns two things: deciding whether a delivery really comes from the forge (HMAC
+//! signatures and tokens), and turning a forge's payload into the forge-neutral [`GitEvent`].
+//! It is pure: it does no I/O, never touches the store, and knows nothing about HTTP frameworks.
+//! Callers hand it header values as `&str` and the raw body as `&[u8]`, and decide themselves
+//! what status code an error becomes.
+//!
+//! **Architecture invariant:** no forge payload type is public; everything past this crate sees
+//! only [`GitEvent`] and [`Parsed`].
+
+pub mod error;
+pub mod event;
+pub mod github;
+
+pub use error::{ParseError, SignatureError};
+pub use event::{ChangeRequest, EventKind, Forge, GitEvent, RefKind};
+
+/// The outcome of parsing one delivery.
+///
+/// Deliveries gantry has no use for are not errors: the forge should see them accepted, and the
+/// reason is kept so the delivery log can say why nothing happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per delivery; boxing would only make every caller dereference"
+)]
+pub enum Parsed {
+    /// The delivery became an event gantry may act on.
+    Event(GitEvent),
+    /// The delivery was understood but deliberately not turned into an event.
+    Ignored {
+        /// The event type the forge named, e.g. `pull_request`.
+        event_type: String,
+        /// Why it was ignored, as a sentence fragment for logs and responses.
+        reason: String,
+    },
+}

@@ -1,0 +1,281 @@
+//! Configuration types: what users write in the YAML files of a config directory.
+//!
+//! A config directory holds any number of `*.yaml` / `*.yml` files; each may define any of the
+//! top-level sections below, and the sections are merged across files. Every type here denies
+//! unknown fields so that a typo is an error with a line number, not a silently ignored key.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One configuration file as written by a user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "gantry configuration file")]
+pub struct ConfigFile {
+    /// Container registries that hold the artifacts.
+    #[serde(default)]
+    pub registries: Vec<RegistrySpec>,
+    /// Applications whose source repositories trigger promotions.
+    #[serde(default)]
+    pub apps: Vec<AppSpec>,
+    /// Environments an artifact is promoted through.
+    #[serde(default)]
+    pub environments: Vec<EnvironmentSpec>,
+    /// Pipelines: which events start a promotion, and which steps it runs.
+    #[serde(default)]
+    pub pipelines: Vec<PipelineSpec>,
+}
+
+/// A container registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySpec {
+    /// Name other sections refer to.
+    pub name: String,
+    /// `oci-layout:<dir>` for an OCI image-layout directory (relative to the data directory),
+    /// `http://host:port` or `https://host` for a distribution registry, or a bare `host[:port]`.
+    pub url: String,
+}
+
+/// An application: a source repository whose events promote one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    /// Application name, used in branch names, tags and config paths.
+    pub name: String,
+    /// Full path of the source repository on the forge, e.g. `acme/checkout`.
+    pub source_repo: String,
+    /// Registry (by name) that CI pushes the application's image to.
+    pub registry: String,
+    /// Repository of the image inside that registry.
+    pub repository: String,
+    /// Name the image goes by in the environments' config files (a kustomization's
+    /// `images[].name`); defaults to `repository`.
+    #[serde(default)]
+    pub image_name: Option<String>,
+    /// Pipeline (by name) that promotes this application.
+    #[serde(default = "default_pipeline")]
+    pub pipeline: String,
+}
+
+impl AppSpec {
+    /// Name of the image in config files.
+    pub fn image_name(&self) -> &str {
+        self.image_name.as_deref().unwrap_or(&self.repository)
+    }
+}
+
+fn default_pipeline() -> String {
+    "default".to_string()
+}
+
+/// One environment (one IDP instance with its own config repository).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// Environment name (`dev`, `staging`, `uat`, `prod`, …).
+    pub name: String,
+    /// Position in the promotion order; lower comes first, values are unique.
+    pub order: u32,
+    /// Where the environment's desired state lives.
+    pub config_repo: ConfigRepoSpec,
+    /// Template of the tag the artifact gets in this environment.
+    #[serde(default = "default_tag_template")]
+    pub tag_template: String,
+}
+
+fn default_tag_template() -> String {
+    "{env}-{version}".to_string()
+}
+
+/// The environment's config repository and the file gantry edits in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRepoSpec {
+    /// Git URL of the repository; a relative path resolves against the data directory.
+    pub url: String,
+    /// Branch the environment deploys from, and that promotion branches start from.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// File to edit; may use `{app}` and `{env}`.
+    pub path: String,
+    /// YAML path of the scalar that holds the image tag (e.g. `image.tag`). When absent, the file
+    /// is a kustomization and the `images:` entry named after the image repository gets `newTag`.
+    #[serde(default)]
+    pub yaml_path: Option<String>,
+    /// Forge that reviews the change: `local` (a branch in the repository, tracked by gantry).
+    #[serde(default)]
+    pub forge: ForgeKind,
+}
+
+fn default_branch() -> String {
+    "main".to_string()
+}
+
+/// Forge kinds that can review a change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    /// A plain git remote: gantry pushes the branch and tracks the change request itself.
+    #[default]
+    Local,
+}
+
+/// A pipeline: triggers that start it, and its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Pipeline name that apps refer to.
+    pub name: String,
+    /// Events that start a promotion, each into an entry environment.
+    pub triggers: Vec<TriggerSpec>,
+    /// Steps of one promotion; `needs` makes them a DAG.
+    pub steps: Vec<StepSpec>,
+}
+
+/// Which kind of ref a trigger listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerOn {
+    /// Pushes to branches matching the pattern.
+    Branch,
+    /// Tags matching the pattern.
+    Tag,
+}
+
+/// Event pattern → entry environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// Ref kind the trigger listens to.
+    pub on: TriggerOn,
+    /// Glob over the branch or tag name (`main`, `release/*`, `v*`).
+    pub pattern: String,
+    /// Environment the promotion enters.
+    pub environment: String,
+    /// Tag CI gives the image for this event, e.g. `sha-{sha7}` or `{tag}`; the artifact is
+    /// found under it and pinned by digest from then on.
+    pub artifact_tag: String,
+    /// Version string used in environment tags; defaults to the rendered `artifact_tag`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// How long to wait for CI to push the artifact, e.g. `90s`, `10m`, `1h`.
+    #[serde(default = "default_artifact_wait")]
+    pub artifact_wait: String,
+}
+
+fn default_artifact_wait() -> String {
+    "10m".to_string()
+}
+
+/// One step of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Unique name within the pipeline.
+    pub name: String,
+    /// Step kind (`resolve-artifact`, `retag`, `update-config`, `open-pr`, …).
+    pub kind: String,
+    /// Steps that must succeed first.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// Settings of the step kind; each kind documents and checks its own.
+    #[serde(default, rename = "with")]
+    pub with: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Where a configuration item came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// File it was read from.
+    pub file: PathBuf,
+    /// 1-based line of the item's first key.
+    pub line: Option<usize>,
+}
+
+/// A whole, validated configuration directory.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Registries by declaration order.
+    pub registries: Vec<(RegistrySpec, Origin)>,
+    /// Apps by declaration order.
+    pub apps: Vec<(AppSpec, Origin)>,
+    /// Environments sorted by `order`.
+    pub environments: Vec<(EnvironmentSpec, Origin)>,
+    /// Pipelines by declaration order.
+    pub pipelines: Vec<(PipelineSpec, Origin)>,
+}
+
+impl Config {
+    /// The registry named `name`.
+    pub fn registry(&self, name: &str) -> Option<&RegistrySpec> {
+        self.registries.iter().map(|(r, _)| r).find(|r| r.name == name)
+    }
+
+    /// The app named `name`.
+    pub fn app(&self, name: &str) -> Option<&AppSpec> {
+        self.apps.iter().map(|(a, _)| a).find(|a| a.name == name)
+    }
+
+    /// The environment named `name`.
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentSpec> {
+        self.environments.iter().map(|(e, _)| e).find(|e| e.name == name)
+    }
+
+    /// The pipeline named `name`.
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
+        self.pipelines.iter().map(|(p, _)| p).find(|p| p.name == name)
+    }
+
+    /// The JSON Schema of one configuration file, as shipped for editors.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(ConfigFile))
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Parses a short duration such as `90s`, `10m`, `2h` or `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
+    let (number, unit) = text.split_at(split);
+    let value: u64 =
+        number.parse().map_err(|_| format!("duration {text:?} does not start with a number"))?;
+    let millis = match unit {
+        "ms" => value,
+        "s" => value * 1_000,
+        "m" => value * 60_000,
+        "h" => value * 3_600_000,
+        _ => return Err(format!("duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+
+    #[test]
+    fn schema_names_every_section() {
+        let schema = Config::json_schema();
+        let properties = &schema["properties"];
+        for section in ["registries", "apps", "environments", "pipelines"] {
+            assert!(properties.get(section).is_some(), "schema lacks {section}");
+        }
+    }
+}

@@ -37,7 +37,8 @@ fn random_sha() -> String {
 pub fn push_event(app: &AppSpec, reference: &str) -> DemoPush {
     let full_ref = if reference.starts_with("refs/") {
         reference.to_string()
-    } else if reference.starts_with('v') && reference[1..].starts_with(|c: char| c.is_ascii_digit()) {
+    } else if reference.starts_with('v') && reference[1..].starts_with(|c: char| c.is_ascii_digit())
+    {
         format!("refs/tags/{reference}")
     } else {
         format!("refs/heads/{reference}")
@@ -80,19 +81,34 @@ pub fn push_event(app: &AppSpec, reference: &str) -> DemoPush {
         "pusher": { "name": "demo-dev", "email": "dev@example.com" },
         "sender": { "login": "demo-dev", "id": 4242, "type": "User" },
     });
-    DemoPush { event_type: "push", body: serde_json::to_vec_pretty(&body).unwrap_or_default(), sha }
+    DemoPush {
+        event_type: "push",
+        body: serde_json::to_vec_pretty(&body).unwrap_or_default(),
+        sha,
+    }
 }
 
 /// Picks the app to demo: the named one, or the first configured.
 pub fn pick_app<'a>(config: &'a Config, name: Option<&str>) -> anyhow::Result<&'a AppSpec> {
     match name {
-        Some(name) => config.app(name).with_context(|| format!("no app named {name} in the config")),
-        None => config.apps.first().map(|(a, _)| a).context("the config defines no apps"),
+        Some(name) => config
+            .app(name)
+            .with_context(|| format!("no app named {name} in the config")),
+        None => config
+            .apps
+            .first()
+            .map(|(a, _)| a)
+            .context("the config defines no apps"),
     }
 }
 
 /// Pushes the image CI would build for `push` into the registry the trigger looks in.
-pub async fn publish_image(data_dir: &Path, config: &Config, app: &AppSpec, push: &DemoPush) -> anyhow::Result<Vec<String>> {
+pub async fn publish_image(
+    data_dir: &Path,
+    config: &Config,
+    app: &AppSpec,
+    push: &DemoPush,
+) -> anyhow::Result<Vec<String>> {
     let event = match github::parse(push.event_type, &push.body)? {
         Parsed::Event(event) => event,
         Parsed::Ignored { reason, .. } => bail!("the demo event would be ignored: {reason}"),
@@ -105,15 +121,31 @@ pub async fn publish_image(data_dir: &Path, config: &Config, app: &AppSpec, push
             event.ref_name.as_deref().unwrap_or("this ref")
         );
     }
-    let image = registry::sample_image(&app.name, &[
-        ("org.opencontainers.image.revision", &push.sha),
-        ("org.opencontainers.image.source", &format!("https://github.com/{}", app.source_repo)),
-    ]);
+    let image = registry::sample_image(
+        &app.name,
+        &[
+            ("org.opencontainers.image.revision", &push.sha),
+            (
+                "org.opencontainers.image.source",
+                &format!("https://github.com/{}", app.source_repo),
+            ),
+        ],
+    );
     let mut pushed = Vec::new();
     for plan in &plans {
-        let registry = registry::open(&plan.artifact.registry_url, data_dir, RegistryAuth::Anonymous)?;
-        let digest = registry.push_image(&plan.artifact.repository, &plan.artifact.tag, &image).await?;
-        pushed.push(format!("{}@{}", registry.reference(&plan.artifact.repository, &plan.artifact.tag), digest.as_str()));
+        let registry = registry::open(
+            &plan.artifact.registry_url,
+            data_dir,
+            RegistryAuth::Anonymous,
+        )?;
+        let digest = registry
+            .push_image(&plan.artifact.repository, &plan.artifact.tag, &image)
+            .await?;
+        pushed.push(format!(
+            "{}@{}",
+            registry.reference(&plan.artifact.repository, &plan.artifact.tag),
+            digest.as_str()
+        ));
     }
     Ok(pushed)
 }

@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gantry_engine::forge::LocalForge;
-use gantry_engine::store::{Inserted, NewDelivery, DeliveryStatus};
+use gantry_engine::store::{DeliveryStatus, Inserted, NewDelivery};
 use gantry_engine::{Capabilities, Executor, ExecutorOptions, SqliteStore, StepRegistry, Store};
 use gantry_webhooks::github;
 use gantry_workflows::Config;
@@ -40,7 +40,11 @@ pub struct AppState {
 
 impl AppState {
     /// State for the handlers.
-    pub fn new(store: Arc<dyn Store>, github_secrets: Vec<Vec<u8>>, intake_wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        github_secrets: Vec<Vec<u8>>,
+        intake_wake: Arc<Notify>,
+    ) -> Self {
         let mut pages = Handlebars::new();
         pages.set_strict_mode(false);
         for (name, text) in [
@@ -51,14 +55,22 @@ impl AppState {
                 tracing::error!(page = name, %error, "status page template does not compile");
             }
         }
-        Self { store, github_secrets: Arc::new(github_secrets), intake_wake, pages: Arc::new(pages) }
+        Self {
+            store,
+            github_secrets: Arc::new(github_secrets),
+            intake_wake,
+            pages: Arc::new(pages),
+        }
     }
 }
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/hooks/github", post(github_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
+        .route(
+            "/hooks/github",
+            post(github_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/deliveries/{source}/{id}", get(get_delivery))
@@ -93,7 +105,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, message),
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                )
             }
         };
         (status, Json(json!({ "error": message }))).into_response()
@@ -107,10 +122,18 @@ impl<E: Into<anyhow::Error>> From<E> for ApiError {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
-async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn github_hook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     // Authenticity first: nothing about an unsigned request is looked at or stored.
     let secrets: Vec<&[u8]> = state.github_secrets.iter().map(Vec::as_slice).collect();
     github::verify_signature(&secrets, header(&headers, "x-hub-signature-256"), &body)
@@ -120,7 +143,9 @@ async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: By
     let delivery_id = header(&headers, "x-github-delivery")
         .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Delivery header".into()))?;
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        return Err(ApiError::BadRequest(format!("malformed JSON body: {error}")));
+        return Err(ApiError::BadRequest(format!(
+            "malformed JSON body: {error}"
+        )));
     }
     let inserted = state
         .store
@@ -149,21 +174,31 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-async fn list_runs(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Vec<RunDto>>, ApiError> {
+async fn list_runs(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<RunDto>>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let runs = state.store.list_runs(limit).await?;
     Ok(Json(runs.iter().map(RunDto::from).collect()))
 }
 
 async fn load_run(state: &AppState, id: &str) -> Result<RunDto, ApiError> {
-    let run = state.store.get_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
+    let run = state
+        .store
+        .get_run(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
     let requests = state.store.change_requests(id).await?;
     let mut dto = RunDto::from(&run);
     dto.change_requests = Some(requests.iter().map(ChangeRequestDto::from).collect());
     Ok(dto)
 }
 
-async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RunDto>, ApiError> {
+async fn get_run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunDto>, ApiError> {
     load_run(&state, &id).await.map(Json)
 }
 
@@ -176,7 +211,9 @@ async fn get_delivery(
         .delivery_status(&source, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no {source} delivery {id}")))?;
-    Ok(Json(json!({ "source": source, "delivery": id, "status": status, "detail": detail })))
+    Ok(Json(
+        json!({ "source": source, "delivery": id, "status": status, "detail": detail }),
+    ))
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -190,18 +227,33 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn status_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let runs: Vec<RunDto> = state.store.list_runs(100).await?.iter().map(RunDto::from).collect();
-    Ok(Html(state.pages.render("status", &json!({ "runs": runs }))?))
+    let runs: Vec<RunDto> = state
+        .store
+        .list_runs(100)
+        .await?
+        .iter()
+        .map(RunDto::from)
+        .collect();
+    Ok(Html(
+        state.pages.render("status", &json!({ "runs": runs }))?,
+    ))
 }
 
-async fn run_page(State(state): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, ApiError> {
+async fn run_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
     let run = load_run(&state, &id).await?;
     let steps: Vec<serde_json::Value> = run
         .steps
         .iter()
         .map(|s| json!({ "step": s, "outputs_json": serde_json::to_string_pretty(&s.outputs).unwrap_or_default() }))
         .collect();
-    Ok(Html(state.pages.render("run", &json!({ "run": run, "steps": steps }))?))
+    Ok(Html(
+        state
+            .pages
+            .render("run", &json!({ "run": run, "steps": steps }))?,
+    ))
 }
 
 /// Everything `gantry serve` needs.
@@ -219,14 +271,22 @@ pub struct ServeOptions {
 }
 
 /// Opens the store, starts intake and executor, and serves HTTP until Ctrl-C.
-pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub async fn serve(
+    options: ServeOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("gantry.db")).await?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&options.data_dir.join("gantry.db")).await?);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
     let status_url = format!("http://{address}");
     let forge = Arc::new(LocalForge::new(store.clone()));
-    let capabilities = Arc::new(Capabilities::new(&options.data_dir, forge, Some(status_url)));
+    let capabilities = Arc::new(Capabilities::new(
+        &options.data_dir,
+        forge,
+        Some(status_url),
+    ));
     let executor_wake = Arc::new(Notify::new());
     let intake_wake = Arc::new(Notify::new());
     let executor = Arc::new(Executor::new(
@@ -236,7 +296,12 @@ pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr))
         executor_wake.clone(),
         options.executor,
     ));
-    tokio::spawn(intake_loop(store.clone(), Arc::new(options.config), intake_wake.clone(), executor_wake));
+    tokio::spawn(intake_loop(
+        store.clone(),
+        Arc::new(options.config),
+        intake_wake.clone(),
+        executor_wake,
+    ));
     tokio::spawn(async move {
         if let Err(error) = executor.run().await {
             tracing::error!(%error, "executor stopped");
@@ -252,7 +317,12 @@ pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr))
     Ok(())
 }
 
-async fn intake_loop(store: Arc<dyn Store>, config: Arc<Config>, wake: Arc<Notify>, executor_wake: Arc<Notify>) {
+async fn intake_loop(
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    wake: Arc<Notify>,
+    executor_wake: Arc<Notify>,
+) {
     loop {
         let notified = wake.notified();
         match gantry_engine::intake::process_inbox(&store, &config).await {

@@ -10,7 +10,9 @@
 
 use std::fmt::Write as _;
 
-use gantry_workflows::spans::{NodeKind, ScalarStyle, Segment, SpanError, SpanIndex, YamlPath};
+use gantry_workflows::spans::{
+    NodeKind, ScalarStyle, Segment, Span, SpanError, SpanIndex, YamlPath,
+};
 
 /// One change to a YAML document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,10 +278,7 @@ fn set_scalar_in(
 }
 
 /// The span of the editable scalar at `path`, or why there is none.
-fn locate_scalar<'i>(
-    index: &'i SpanIndex,
-    path: &YamlPath,
-) -> Result<&'i gantry_workflows::spans::Span, EditError> {
+fn locate_scalar<'i>(index: &'i SpanIndex, path: &YamlPath) -> Result<&'i Span, EditError> {
     let Some(span) = index.value(path) else {
         return Err(missing(index, path));
     };
@@ -354,7 +353,7 @@ fn find_image(index: &SpanIndex, name: &str) -> Result<YamlPath, EditError> {
             None => Err(not_found()),
         };
     };
-    let matches: Vec<YamlPath> = (0..len)
+    let mut matches: Vec<YamlPath> = (0..len)
         .map(|i| images.clone().with_index(i))
         .filter(|entry| {
             index.kind(entry) == Some(NodeKind::Mapping)
@@ -363,7 +362,7 @@ fn find_image(index: &SpanIndex, name: &str) -> Result<YamlPath, EditError> {
         .collect();
     match matches.len() {
         0 => Err(not_found()),
-        1 => Ok(matches.into_iter().next().ok_or_else(not_found)?),
+        1 => Ok(matches.remove(0)),
         count => Err(EditError::AmbiguousImage {
             name: name.to_owned(),
             count,

@@ -40,6 +40,9 @@ impl StoreError {
     }
 
     pub(crate) fn corrupt(what: &'static str, reason: impl ToString) -> StoreError {
-        StoreError::Corrupt { what, reason: reason.to_string() }
+        StoreError::Corrupt {
+            what,
+            reason: reason.to_string(),
+        }
     }
 }

@@ -62,7 +62,8 @@ pub fn retry_policy(error: &StepError, attempt: u32) -> RetryDecision {
         StepError::Terminal { .. } => RetryDecision::Fail,
         StepError::Transient { .. } if attempt >= MAX_ATTEMPTS => RetryDecision::Fail,
         StepError::Transient { retry_after, .. } => {
-            let base = Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(10));
+            let base =
+                Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(10));
             let base = base.min(Duration::from_secs(60));
             let jitter = rand::rng().random_range(0.8..1.2);
             let delay = base.mul_f64(jitter);
@@ -91,14 +92,24 @@ impl Executor {
         options: ExecutorOptions,
     ) -> Self {
         let owner = format!("executor-{}", uuid::Uuid::now_v7());
-        Self { store, steps, capabilities, owner, wake, options }
+        Self {
+            store,
+            steps,
+            capabilities,
+            owner,
+            wake,
+            options,
+        }
     }
 
     /// Recovers steps a crashed process left running, then runs the workers forever.
     pub async fn run(self: Arc<Self>) -> Result<(), StoreError> {
         let recovered = self.store.recover(&self.owner, now_millis()).await?;
         if recovered > 0 {
-            tracing::info!(recovered, "resuming steps left running by an earlier process");
+            tracing::info!(
+                recovered,
+                "resuming steps left running by an earlier process"
+            );
         }
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..self.options.workers.max(1) {
@@ -145,7 +156,9 @@ impl Executor {
         };
         let (run_id, name) = (claimed.run_id.clone(), claimed.name.clone());
         let record = self.attempt(claimed).await;
-        self.store.finish_step(&run_id, &name, record, now_millis()).await?;
+        self.store
+            .finish_step(&run_id, &name, record, now_millis())
+            .await?;
         crate::failpoint::hit(&format!("after-finish:{name}"));
         self.wake.notify_waiters();
         Ok(true)
@@ -153,7 +166,9 @@ impl Executor {
 
     async fn attempt(&self, claimed: ClaimedStep) -> StepRecord {
         let Some(step) = self.steps.get(&claimed.kind).cloned() else {
-            return StepRecord::Failed { error: format!("unknown step kind {}", claimed.kind) };
+            return StepRecord::Failed {
+                error: format!("unknown step kind {}", claimed.kind),
+            };
         };
         let attempt = claimed.attempt;
         let ctx = StepContext {
@@ -176,12 +191,25 @@ impl Executor {
         });
         let result = match task.await {
             Ok(Ok(result)) => result,
-            Ok(Err(_elapsed)) => Err(StepError::transient(format!("step timed out after {}s", timeout.as_secs()))),
+            Ok(Err(_elapsed)) => Err(StepError::transient(format!(
+                "step timed out after {}s",
+                timeout.as_secs()
+            ))),
             Err(join) => Err(StepError::terminal(format!("step panicked: {join}"))),
         };
         match result {
-            Ok(StepOutcome::Succeeded { outputs, pin_digest }) => StepRecord::Succeeded { outputs, pin_digest },
-            Ok(StepOutcome::Waiting { retry_in, reason, progress }) => StepRecord::Waiting {
+            Ok(StepOutcome::Succeeded {
+                outputs,
+                pin_digest,
+            }) => StepRecord::Succeeded {
+                outputs,
+                pin_digest,
+            },
+            Ok(StepOutcome::Waiting {
+                retry_in,
+                reason,
+                progress,
+            }) => StepRecord::Waiting {
                 until: now_millis() + retry_in.as_millis() as i64,
                 outputs: progress,
                 reason,
@@ -189,11 +217,16 @@ impl Executor {
             Err(error) => match retry_policy(&error, attempt) {
                 RetryDecision::RetryIn(delay) => {
                     tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "step failed; retrying");
-                    StepRecord::Retry { at: now_millis() + delay.as_millis() as i64, error: error.to_string() }
+                    StepRecord::Retry {
+                        at: now_millis() + delay.as_millis() as i64,
+                        error: error.to_string(),
+                    }
                 }
                 RetryDecision::Fail => {
                     tracing::warn!(%error, attempt, "step failed");
-                    StepRecord::Failed { error: error.to_string() }
+                    StepRecord::Failed {
+                        error: error.to_string(),
+                    }
                 }
             },
         }
@@ -206,22 +239,41 @@ mod tests {
 
     #[test]
     fn terminal_errors_fail_at_once() {
-        assert_eq!(retry_policy(&StepError::terminal("denied"), 1), RetryDecision::Fail);
+        assert_eq!(
+            retry_policy(&StepError::terminal("denied"), 1),
+            RetryDecision::Fail
+        );
     }
 
     #[test]
     fn transient_errors_back_off_then_fail() {
         let error = StepError::transient("503");
-        let RetryDecision::RetryIn(first) = retry_policy(&error, 1) else { panic!("should retry") };
-        let RetryDecision::RetryIn(third) = retry_policy(&error, 3) else { panic!("should retry") };
-        assert!(first >= Duration::from_millis(400) && first <= Duration::from_millis(600), "{first:?}");
-        assert!(third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400), "{third:?}");
+        let RetryDecision::RetryIn(first) = retry_policy(&error, 1) else {
+            panic!("should retry")
+        };
+        let RetryDecision::RetryIn(third) = retry_policy(&error, 3) else {
+            panic!("should retry")
+        };
+        assert!(
+            first >= Duration::from_millis(400) && first <= Duration::from_millis(600),
+            "{first:?}"
+        );
+        assert!(
+            third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400),
+            "{third:?}"
+        );
         assert_eq!(retry_policy(&error, MAX_ATTEMPTS), RetryDecision::Fail);
     }
 
     #[test]
     fn retry_after_is_honoured() {
-        let error = StepError::Transient { message: "429".into(), retry_after: Some(Duration::from_secs(30)) };
-        assert_eq!(retry_policy(&error, 1), RetryDecision::RetryIn(Duration::from_secs(30)));
+        let error = StepError::Transient {
+            message: "429".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert_eq!(
+            retry_policy(&error, 1),
+            RetryDecision::RetryIn(Duration::from_secs(30))
+        );
     }
 }

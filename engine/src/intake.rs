@@ -24,7 +24,10 @@ pub struct Intake {
 }
 
 /// Processes every received delivery; returns what happened to each.
-pub async fn process_inbox(store: &Arc<dyn Store>, config: &Config) -> Result<Vec<Intake>, StoreError> {
+pub async fn process_inbox(
+    store: &Arc<dyn Store>,
+    config: &Config,
+) -> Result<Vec<Intake>, StoreError> {
     let mut done = Vec::new();
     loop {
         let deliveries = store.received_deliveries(64).await?;
@@ -33,7 +36,9 @@ pub async fn process_inbox(store: &Arc<dyn Store>, config: &Config) -> Result<Ve
         }
         for delivery in deliveries {
             let parsed = match delivery.source.as_str() {
-                "github" => github::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
+                "github" => {
+                    github::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string())
+                }
                 other => Err(format!("no parser for source {other}")),
             };
             let (status, detail, plans) = match parsed {
@@ -49,16 +54,28 @@ pub async fn process_inbox(store: &Arc<dyn Store>, config: &Config) -> Result<Ve
                         plans,
                     ),
                     Ok(plans) => (DeliveryStatus::Processed, None, plans),
-                    Err(error) => (DeliveryStatus::Failed, Some(format!("plan: {error}")), Vec::new()),
+                    Err(error) => (
+                        DeliveryStatus::Failed,
+                        Some(format!("plan: {error}")),
+                        Vec::new(),
+                    ),
                 },
-                Ok(Parsed::Ignored { reason, .. }) => (DeliveryStatus::Ignored, Some(reason), Vec::new()),
+                Ok(Parsed::Ignored { reason, .. }) => {
+                    (DeliveryStatus::Ignored, Some(reason), Vec::new())
+                }
                 Err(error) => (DeliveryStatus::Failed, Some(error), Vec::new()),
             };
-            let runs = store.complete_delivery(delivery.id, status, detail.as_deref(), &plans).await?;
+            let runs = store
+                .complete_delivery(delivery.id, status, detail.as_deref(), &plans)
+                .await?;
             for run in &runs {
                 tracing::info!(run, delivery = %delivery.delivery_id, "run created");
             }
-            done.push(Intake { delivery: delivery.id, status, runs });
+            done.push(Intake {
+                delivery: delivery.id,
+                status,
+                runs,
+            });
         }
     }
 }

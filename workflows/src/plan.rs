@@ -82,26 +82,38 @@ pub struct Plan {
 
 /// Every promotion `event` starts under `config` (none for events that trigger nothing).
 pub fn plan(config: &Config, event: &GitEvent) -> Result<Vec<Plan>, TemplateError> {
-    let (on, name) = match (event.kind, event.ref_kind, event.ref_name.as_deref(), event.deleted) {
+    let (on, name) = match (
+        event.kind,
+        event.ref_kind,
+        event.ref_name.as_deref(),
+        event.deleted,
+    ) {
         (EventKind::Push, Some(RefKind::Branch), Some(name), false) => (TriggerOn::Branch, name),
         (EventKind::Tag, Some(RefKind::Tag), Some(name), false) => (TriggerOn::Tag, name),
         _ => return Ok(Vec::new()),
     };
-    let Some(sha) = event.sha.as_deref() else { return Ok(Vec::new()) };
+    let Some(sha) = event.sha.as_deref() else {
+        return Ok(Vec::new());
+    };
     let sha7 = &sha[..sha.len().min(7)];
     let mut plans = Vec::new();
     for (app, _) in &config.apps {
         if !app.source_repo.eq_ignore_ascii_case(&event.repo) {
             continue;
         }
-        let (Some(pipeline), Some(registry)) = (config.pipeline(&app.pipeline), config.registry(&app.registry)) else {
+        let (Some(pipeline), Some(registry)) = (
+            config.pipeline(&app.pipeline),
+            config.registry(&app.registry),
+        ) else {
             continue;
         };
         for trigger in &pipeline.triggers {
             if trigger.on != on || !glob_matches(&trigger.pattern, name) {
                 continue;
             }
-            let Some(env) = config.environment(&trigger.environment) else { continue };
+            let Some(env) = config.environment(&trigger.environment) else {
+                continue;
+            };
             let (branch, tag) = match on {
                 TriggerOn::Branch => (Some(name), None),
                 TriggerOn::Tag => (None, Some(name)),
@@ -127,7 +139,14 @@ pub fn plan(config: &Config, event: &GitEvent) -> Result<Vec<Plan>, TemplateErro
                 app: app.name.clone(),
                 environment: env.name.clone(),
                 pipeline: pipeline.name.clone(),
-                trigger: format!("{} {}", match on { TriggerOn::Branch => "branch", TriggerOn::Tag => "tag" }, trigger.pattern),
+                trigger: format!(
+                    "{} {}",
+                    match on {
+                        TriggerOn::Branch => "branch",
+                        TriggerOn::Tag => "tag",
+                    },
+                    trigger.pattern
+                ),
                 artifact: ArtifactRef {
                     registry: registry.name.clone(),
                     registry_url: registry.url.clone(),
@@ -172,11 +191,19 @@ fn ordered_steps(pipeline: &crate::config::PipelineSpec) -> Vec<PlannedStep> {
             name: step.name.clone(),
             kind: step.kind.clone(),
             needs: step.needs.clone(),
-            with: step.with.clone().map(serde_json::Value::Object).unwrap_or(serde_json::Value::Null),
+            with: step
+                .with
+                .clone()
+                .map(serde_json::Value::Object)
+                .unwrap_or(serde_json::Value::Null),
         }
     };
     match dag::compile(&pipeline.steps) {
-        Ok(graph) => graph.topological_order().iter().map(|i| to_planned(*i)).collect(),
+        Ok(graph) => graph
+            .topological_order()
+            .iter()
+            .map(|i| to_planned(*i))
+            .collect(),
         // A validated config always compiles; keep declaration order otherwise.
         Err(_) => (0..pipeline.steps.len()).map(to_planned).collect(),
     }

@@ -6,7 +6,9 @@
 use crate::error::TemplateError;
 
 /// Every placeholder a tag or path template may use.
-pub const PLACEHOLDERS: &[&str] = &["app", "env", "version", "sha", "sha7", "branch", "tag", "ref"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "app", "env", "version", "sha", "sha7", "branch", "tag", "ref",
+];
 
 /// Values for the placeholders; `None` means "not defined for this event".
 #[derive(Debug, Clone, Default)]
@@ -39,9 +41,9 @@ pub fn placeholders(template: &str) -> Result<Vec<&str>, TemplateError> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| TemplateError::Unclosed { template: template.to_string() })?;
+        let close = after.find('}').ok_or_else(|| TemplateError::Unclosed {
+            template: template.to_string(),
+        })?;
         names.push(&after[..close]);
         rest = &after[close + 1..];
     }
@@ -65,9 +67,9 @@ pub fn render(template: &str, vars: &Vars<'_>) -> Result<String, TemplateError> 
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| TemplateError::Unclosed { template: template.to_string() })?;
+        let close = after.find('}').ok_or_else(|| TemplateError::Unclosed {
+            template: template.to_string(),
+        })?;
         let name = &after[..close];
         match vars.get(name) {
             Some(Some(value)) => out.push_str(value),
@@ -99,7 +101,9 @@ mod tests {
 
     #[test]
     fn renders_known_placeholders() {
-        let vars = Vars::new().set("env", Some("dev")).set("version", Some("v1.2.3"));
+        let vars = Vars::new()
+            .set("env", Some("dev"))
+            .set("version", Some("v1.2.3"));
         assert_eq!(render("{env}-{version}", &vars).unwrap(), "dev-v1.2.3");
         assert_eq!(render("plain", &vars).unwrap(), "plain");
     }
@@ -107,9 +111,18 @@ mod tests {
     #[test]
     fn reports_unknown_missing_and_unclosed() {
         let vars = Vars::new().set("tag", None);
-        assert!(matches!(render("{nope}", &vars), Err(TemplateError::UnknownPlaceholder { .. })));
-        assert!(matches!(render("{tag}", &vars), Err(TemplateError::MissingValue { .. })));
-        assert!(matches!(render("a-{tag", &vars), Err(TemplateError::Unclosed { .. })));
+        assert!(matches!(
+            render("{nope}", &vars),
+            Err(TemplateError::UnknownPlaceholder { .. })
+        ));
+        assert!(matches!(
+            render("{tag}", &vars),
+            Err(TemplateError::MissingValue { .. })
+        ));
+        assert!(matches!(
+            render("a-{tag", &vars),
+            Err(TemplateError::Unclosed { .. })
+        ));
         assert!(check("{env}-{version}").is_ok());
         assert!(check("{env}-{versoin}").is_err());
     }

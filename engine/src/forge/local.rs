@@ -27,7 +27,10 @@ impl Forge for LocalForge {
         "local"
     }
 
-    async fn open_change_request(&self, draft: &ChangeRequestDraft) -> Result<(ChangeRequest, bool), ForgeError> {
+    async fn open_change_request(
+        &self,
+        draft: &ChangeRequestDraft,
+    ) -> Result<(ChangeRequest, bool), ForgeError> {
         self.store
             .upsert_change_request(NewChangeRequest {
                 forge: self.name(),
@@ -40,6 +43,9 @@ impl Forge for LocalForge {
                 run_id: &draft.run_id,
             })
             .await
-            .map_err(|source| ForgeError::Store { branch: draft.branch.clone(), source })
+            .map_err(|source| ForgeError::Store {
+                branch: draft.branch.clone(),
+                source,
+            })
     }
 }

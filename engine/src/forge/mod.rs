@@ -48,5 +48,8 @@ pub trait Forge: Send + Sync {
     /// Forge name (`local`, `github`, `gitlab`).
     fn name(&self) -> &'static str;
     /// Opens the change request for `draft.branch`, or finds the one already open.
-    async fn open_change_request(&self, draft: &ChangeRequestDraft) -> Result<(ChangeRequest, bool), ForgeError>;
+    async fn open_change_request(
+        &self,
+        draft: &ChangeRequestDraft,
+    ) -> Result<(ChangeRequest, bool), ForgeError>;
 }

@@ -68,12 +68,17 @@ pub enum StepError {
 impl StepError {
     /// A transient error.
     pub fn transient(message: impl std::fmt::Display) -> Self {
-        Self::Transient { message: message.to_string(), retry_after: None }
+        Self::Transient {
+            message: message.to_string(),
+            retry_after: None,
+        }
     }
 
     /// A terminal error.
     pub fn terminal(message: impl std::fmt::Display) -> Self {
-        Self::Terminal { message: message.to_string() }
+        Self::Terminal {
+            message: message.to_string(),
+        }
     }
 }
 
@@ -140,7 +145,12 @@ pub fn no_settings(config: &serde_json::Value) -> Vec<(String, String)> {
         serde_json::Value::Object(map) if map.is_empty() => Vec::new(),
         serde_json::Value::Object(map) => map
             .keys()
-            .map(|key| (key.clone(), format!("unknown setting `{key}` (this step kind takes none)")))
+            .map(|key| {
+                (
+                    key.clone(),
+                    format!("unknown setting `{key}` (this step kind takes none)"),
+                )
+            })
             .collect(),
         _ => vec![(String::new(), "`with` must be a mapping".into())],
     }
@@ -161,7 +171,9 @@ impl StepRegistry {
             Arc::new(UpdateConfig),
             Arc::new(OpenPr),
         ];
-        Self { kinds: steps.into_iter().map(|s| (s.kind(), s)).collect() }
+        Self {
+            kinds: steps.into_iter().map(|s| (s.kind(), s)).collect(),
+        }
     }
 
     /// The step kind named `kind`.
@@ -171,7 +183,10 @@ impl StepRegistry {
 
     /// All kinds with their summaries.
     pub fn describe(&self) -> Vec<(&'static str, &'static str)> {
-        self.kinds.values().map(|s| (s.kind(), s.summary())).collect()
+        self.kinds
+            .values()
+            .map(|s| (s.kind(), s.summary()))
+            .collect()
     }
 }
 
@@ -181,7 +196,10 @@ impl StepCatalog for StepRegistry {
     }
 
     fn check(&self, kind: &str, with: &serde_json::Value) -> Vec<(String, String)> {
-        self.kinds.get(kind).map(|s| s.check_config(with)).unwrap_or_default()
+        self.kinds
+            .get(kind)
+            .map(|s| s.check_config(with))
+            .unwrap_or_default()
     }
 }
 
@@ -197,7 +215,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// Classifies an adapter error by whether retrying can help.
 pub(crate) fn classify(transient: bool, error: impl std::fmt::Display) -> StepError {
     // Keep the whole cause chain: "push branch x: connection refused" tells more than "push branch x".
-    if transient { StepError::transient(error) } else { StepError::terminal(error) }
+    if transient {
+        StepError::transient(error)
+    } else {
+        StepError::terminal(error)
+    }
 }
 
 /// Formats an error with its sources, `a: b: c`.

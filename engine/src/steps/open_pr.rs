@@ -30,10 +30,19 @@ impl Step for OpenPr {
             .values()
             .find(|o| o.get("branch").is_some() && o.get("changed").is_some())
             .cloned()
-            .ok_or_else(|| StepError::terminal(format!(
-                "step {} needs an update-config step before it (add it to `needs`)", ctx.step
-            )))?;
-        let text = |key: &str| change.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            .ok_or_else(|| {
+                StepError::terminal(format!(
+                    "step {} needs an update-config step before it (add it to `needs`)",
+                    ctx.step
+                ))
+            })?;
+        let text = |key: &str| {
+            change
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let branch = text("branch");
         if change.get("changed") == Some(&json!(false)) {
             return Ok(StepOutcome::Succeeded {
@@ -41,12 +50,20 @@ impl Step for OpenPr {
                 pin_digest: None,
             });
         }
-        let (commit, repo_url, base, diff) = (text("commit"), ctx.plan.target.repo_url.clone(), text("base"), text("diff"));
+        let (commit, repo_url, base, diff) = (
+            text("commit"),
+            ctx.plan.target.repo_url.clone(),
+            text("base"),
+            text("diff"),
+        );
         let capabilities = ctx.capabilities.clone();
         let (push_branch, push_commit) = (branch.clone(), commit.clone());
         let pushed = blocking(move || {
-            let repo = capabilities.env_repo(&repo_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
-            repo.push_branch(&push_commit, &push_branch).map_err(|e| classify(e.is_transient(), chain(&e)))
+            let repo = capabilities
+                .env_repo(&repo_url)
+                .map_err(|e| classify(e.is_transient(), chain(&e)))?;
+            repo.push_branch(&push_commit, &push_branch)
+                .map_err(|e| classify(e.is_transient(), chain(&e)))
         })
         .await?;
         ctx.failpoint("after-side-effect");
@@ -71,7 +88,9 @@ impl Step for OpenPr {
         });
         let templates = ctx.capabilities.templates();
         let render = |name: &str| {
-            templates.render(name, &data).map_err(|e| StepError::terminal(format!("render {name}: {e}")))
+            templates
+                .render(name, &data)
+                .map_err(|e| StepError::terminal(format!("render {name}: {e}")))
         };
         let draft = ChangeRequestDraft {
             repo: ctx.capabilities.repo_url(&plan.target.repo_url),

@@ -57,7 +57,9 @@ impl Step for ResolveArtifact {
                 ctx.plan.event.short_sha().unwrap_or("this commit"),
             )));
         }
-        let backoff = FIRST_POLL.saturating_mul(1 << ctx.attempt.saturating_sub(1).min(8)).min(MAX_POLL);
+        let backoff = FIRST_POLL
+            .saturating_mul(1 << ctx.attempt.saturating_sub(1).min(8))
+            .min(MAX_POLL);
         Ok(StepOutcome::Waiting {
             retry_in: backoff.min(limit - waited),
             reason: format!("CI to push {reference}"),

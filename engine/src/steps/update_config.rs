@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Step, StepContext, StepError, StepOutcome, blocking, chain, classify, promotion_branch};
+use super::{
+    Step, StepContext, StepError, StepOutcome, blocking, chain, classify, promotion_branch,
+};
 use crate::edit;
 use gantry_workflows::spans::YamlPath;
 
@@ -32,37 +34,49 @@ impl Step for UpdateConfig {
         let plan = &ctx.plan;
         let target = plan.target.clone();
         let branch = promotion_branch(&target.environment, &plan.app, &digest);
-        let time = DateTime::<Utc>::from_timestamp_millis(ctx.run_created_at).unwrap_or_else(Utc::now);
+        let time =
+            DateTime::<Utc>::from_timestamp_millis(ctx.run_created_at).unwrap_or_else(Utc::now);
         let message = ctx
             .capabilities
             .templates()
-            .render("commit_message", &json!({
-                "app": plan.app,
-                "environment": target.environment,
-                "tag": target.tag,
-                "digest": digest.as_str(),
-                "source_repo": plan.event.repo,
-                "sha": plan.event.sha,
-                "trigger": plan.trigger,
-                "run_id": ctx.run_id,
-            }))
+            .render(
+                "commit_message",
+                &json!({
+                    "app": plan.app,
+                    "environment": target.environment,
+                    "tag": target.tag,
+                    "digest": digest.as_str(),
+                    "source_repo": plan.event.repo,
+                    "sha": plan.event.sha,
+                    "trigger": plan.trigger,
+                    "run_id": ctx.run_id,
+                }),
+            )
             .map_err(|e| StepError::terminal(format!("render commit message: {e}")))?;
         let capabilities = ctx.capabilities.clone();
+        let after_commit = format!("after-side-effect:{}", ctx.step);
         blocking(move || {
-            let repo = capabilities.env_repo(&target.repo_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
-            repo.fetch(&[&target.branch]).map_err(|e| classify(e.is_transient(), chain(&e)))?;
+            let repo = capabilities
+                .env_repo(&target.repo_url)
+                .map_err(|e| classify(e.is_transient(), chain(&e)))?;
             let base_commit = repo
                 .branch_head(&target.branch)
                 .map_err(|e| classify(e.is_transient(), chain(&e)))?
-                .ok_or_else(|| StepError::terminal(format!(
-                    "branch {} does not exist in {}", target.branch, target.repo_url
-                )))?;
+                .ok_or_else(|| {
+                    StepError::terminal(format!(
+                        "branch {} does not exist in {}",
+                        target.branch, target.repo_url
+                    ))
+                })?;
             let content = repo
                 .read_file(&base_commit, &target.path)
                 .map_err(|e| classify(e.is_transient(), chain(&e)))?
-                .ok_or_else(|| StepError::terminal(format!(
-                    "{} does not exist in {} at {}", target.path, target.repo_url, target.branch
-                )))?;
+                .ok_or_else(|| {
+                    StepError::terminal(format!(
+                        "{} does not exist in {} at {}",
+                        target.path, target.repo_url, target.branch
+                    ))
+                })?;
             let text = String::from_utf8(content)
                 .map_err(|_| StepError::terminal(format!("{} is not UTF-8 text", target.path)))?;
             let edited = match &target.yaml_path {
@@ -71,7 +85,9 @@ impl Step for UpdateConfig {
                         .map_err(|e| StepError::terminal(format!("yaml_path {path}: {e}")))?;
                     edit::set_scalar(&text, &path, &target.tag)
                 }
-                None => edit::set_kustomize_image(&text, &target.image_name, Some(&target.tag), None),
+                None => {
+                    edit::set_kustomize_image(&text, &target.image_name, Some(&target.tag), None)
+                }
             }
             .map_err(|e| StepError::terminal(format!("edit {}: {e}", target.path)))?;
             let mut outputs = json!({
@@ -83,16 +99,32 @@ impl Step for UpdateConfig {
             });
             if edited == text {
                 outputs["changed"] = json!(false);
-                return Ok(StepOutcome::Succeeded { outputs, pin_digest: None });
+                return Ok(StepOutcome::Succeeded {
+                    outputs,
+                    pin_digest: None,
+                });
             }
             let commit = repo
-                .commit_files(&base_commit, &[(target.path.as_str(), edited.as_bytes())], &message, capabilities.committer(), time, &branch)
+                .commit_files(
+                    &base_commit,
+                    &[(target.path.as_str(), edited.as_bytes())],
+                    &message,
+                    capabilities.committer(),
+                    time,
+                    &branch,
+                )
                 .map_err(|e| classify(e.is_transient(), chain(&e)))?;
-            let diff = repo.diff(&base_commit, &commit).map_err(|e| classify(e.is_transient(), chain(&e)))?;
+            crate::failpoint::hit(&after_commit);
+            let diff = repo
+                .diff(&base_commit, &commit)
+                .map_err(|e| classify(e.is_transient(), chain(&e)))?;
             outputs["changed"] = json!(true);
             outputs["commit"] = json!(commit);
             outputs["diff"] = json!(diff);
-            Ok(StepOutcome::Succeeded { outputs, pin_digest: None })
+            Ok(StepOutcome::Succeeded {
+                outputs,
+                pin_digest: None,
+            })
         })
         .await
     }

@@ -158,16 +158,31 @@ pub trait Store: Send + Sync {
         plans: &[Plan],
     ) -> Result<Vec<String>, StoreError>;
     /// Status and detail of a delivery, by the sender's id.
-    async fn delivery_status(&self, source: &str, delivery_id: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
+    async fn delivery_status(
+        &self,
+        source: &str,
+        delivery_id: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError>;
     /// Creates a run without a delivery (operator-initiated).
     async fn create_run(&self, plan: &Plan) -> Result<String, StoreError>;
 
     /// Hands out steps that left `running` without a record (a crashed executor) again.
     async fn recover(&self, owner: &str, now: Millis) -> Result<u64, StoreError>;
     /// Claims one step whose time has come, marking it running for `owner` until `lease_until`.
-    async fn claim_step(&self, owner: &str, now: Millis, lease_until: Millis) -> Result<Option<ClaimedStep>, StoreError>;
+    async fn claim_step(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<ClaimedStep>, StoreError>;
     /// Records how a claimed step attempt ended and moves the run along.
-    async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError>;
+    async fn finish_step(
+        &self,
+        run_id: &str,
+        step: &str,
+        record: StepRecord,
+        now: Millis,
+    ) -> Result<(), StoreError>;
     /// The earliest `not_before` of any claimable step, to sleep until.
     async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError>;
 
@@ -177,7 +192,10 @@ pub trait Store: Send + Sync {
     async fn get_run(&self, id: &str) -> Result<Option<Run>, StoreError>;
 
     /// Records a change request once per (forge, repo, branch); returns it and whether it is new.
-    async fn upsert_change_request(&self, request: NewChangeRequest<'_>) -> Result<(ChangeRequest, bool), StoreError>;
+    async fn upsert_change_request(
+        &self,
+        request: NewChangeRequest<'_>,
+    ) -> Result<(ChangeRequest, bool), StoreError>;
     /// Change requests opened by a run.
     async fn change_requests(&self, run_id: &str) -> Result<Vec<ChangeRequest>, StoreError>;
 }

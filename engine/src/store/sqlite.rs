@@ -19,7 +19,9 @@ use super::{
     ClaimedStep, DeliveryStatus, Inserted, NewChangeRequest, NewDelivery, StepRecord, Store,
 };
 use crate::error::StoreError;
-use crate::model::{ChangeRequest, Delivery, Millis, Run, RunState, StepRun, StepState, now_millis};
+use crate::model::{
+    ChangeRequest, Delivery, Millis, Run, RunState, StepRun, StepState, now_millis,
+};
 
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -33,7 +35,10 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let url = format!("sqlite://{}", path.display());
         let options = SqliteConnectOptions::from_str(&url)
-            .map_err(|source| StoreError::Open { url: url.clone(), source })?
+            .map_err(|source| StoreError::Open {
+                url: url.clone(),
+                source,
+            })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -43,8 +48,14 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await
-            .map_err(|source| StoreError::Open { url: url.clone(), source })?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(StoreError::Migrate)?;
+            .map_err(|source| StoreError::Open {
+                url: url.clone(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(StoreError::Migrate)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -53,7 +64,10 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    async fn load_steps(&self, run_ids: &[String]) -> Result<HashMap<String, Vec<StepRun>>, StoreError> {
+    async fn load_steps(
+        &self,
+        run_ids: &[String],
+    ) -> Result<HashMap<String, Vec<StepRun>>, StoreError> {
         let mut by_run: HashMap<String, Vec<StepRun>> = HashMap::new();
         for run_id in run_ids {
             let rows = sqlx::query(
@@ -64,7 +78,10 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::query("load steps"))?;
-            let steps = rows.iter().map(decode_step).collect::<Result<Vec<_>, _>>()?;
+            let steps = rows
+                .iter()
+                .map(decode_step)
+                .collect::<Result<Vec<_>, _>>()?;
             by_run.insert(run_id.clone(), steps);
         }
         Ok(by_run)
@@ -76,8 +93,10 @@ fn decode_step(row: &sqlx::sqlite::SqliteRow) -> Result<StepRun, StoreError> {
     Ok(StepRun {
         name: row.get("name"),
         kind: row.get("kind"),
-        needs: serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?,
-        config: serde_json::from_str(row.get::<&str, _>("config")).map_err(|e| StoreError::corrupt("step config", e))?,
+        needs: serde_json::from_str(row.get::<&str, _>("needs"))
+            .map_err(|e| StoreError::corrupt("step needs", e))?,
+        config: serde_json::from_str(row.get::<&str, _>("config"))
+            .map_err(|e| StoreError::corrupt("step config", e))?,
         state: StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?,
         attempts: row.get::<i64, _>("attempts") as u32,
         not_before: row.get("not_before"),
@@ -101,7 +120,8 @@ fn decode_run(row: &sqlx::sqlite::SqliteRow, steps: Vec<StepRun>) -> Result<Run,
         pipeline: row.get("pipeline"),
         state: RunState::parse(&state).ok_or_else(|| StoreError::corrupt("run state", &state))?,
         digest: row.get("digest"),
-        plan: serde_json::from_str(row.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
+        plan: serde_json::from_str(row.get::<&str, _>("plan"))
+            .map_err(|e| StoreError::corrupt("run plan", e))?,
         error: row.get("error"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
@@ -152,7 +172,11 @@ async fn insert_run(
         return Ok(None);
     }
     for (position, step) in plan.steps.iter().enumerate() {
-        let state = if step.needs.is_empty() { StepState::Ready } else { StepState::Pending };
+        let state = if step.needs.is_empty() {
+            StepState::Ready
+        } else {
+            StepState::Pending
+        };
         sqlx::query(
             "INSERT INTO steps (run_id, name, kind, position, needs, config, state, not_before) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -194,12 +218,13 @@ impl Store for SqliteStore {
         if let Some(row) = inserted {
             return Ok(Inserted::New(row.get("id")));
         }
-        let existing: i64 = sqlx::query_scalar("SELECT id FROM inbox WHERE source = ?1 AND delivery_id = ?2")
-            .bind(delivery.source)
-            .bind(delivery.delivery_id)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(StoreError::query("find delivery"))?;
+        let existing: i64 =
+            sqlx::query_scalar("SELECT id FROM inbox WHERE source = ?1 AND delivery_id = ?2")
+                .bind(delivery.source)
+                .bind(delivery.delivery_id)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(StoreError::query("find delivery"))?;
         Ok(Inserted::Duplicate(existing))
     }
 
@@ -233,7 +258,11 @@ impl Store for SqliteStore {
         plans: &[Plan],
     ) -> Result<Vec<String>, StoreError> {
         let now = now_millis();
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(StoreError::query("begin"))?;
         let mut ids = Vec::new();
         for plan in plans {
             if let Some(id) = insert_run(&mut tx, Some(delivery_id), plan, now).await? {
@@ -248,22 +277,33 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query("complete delivery"))?;
-        tx.commit().await.map_err(StoreError::query("commit delivery"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::query("commit delivery"))?;
         Ok(ids)
     }
 
-    async fn delivery_status(&self, source: &str, delivery_id: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
-        let row = sqlx::query("SELECT status, detail FROM inbox WHERE source = ?1 AND delivery_id = ?2")
-            .bind(source)
-            .bind(delivery_id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(StoreError::query("read delivery"))?;
+    async fn delivery_status(
+        &self,
+        source: &str,
+        delivery_id: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row =
+            sqlx::query("SELECT status, detail FROM inbox WHERE source = ?1 AND delivery_id = ?2")
+                .bind(source)
+                .bind(delivery_id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(StoreError::query("read delivery"))?;
         Ok(row.map(|row| (row.get("status"), row.get("detail"))))
     }
 
     async fn create_run(&self, plan: &Plan) -> Result<String, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(StoreError::query("begin"))?;
         let id = insert_run(&mut tx, None, plan, now_millis())
             .await?
             .ok_or_else(|| StoreError::corrupt("run", "insert without delivery conflicted"))?;
@@ -284,7 +324,12 @@ impl Store for SqliteStore {
         Ok(result.rows_affected())
     }
 
-    async fn claim_step(&self, owner: &str, now: Millis, lease_until: Millis) -> Result<Option<ClaimedStep>, StoreError> {
+    async fn claim_step(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<ClaimedStep>, StoreError> {
         let claimed = sqlx::query(
             "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?3, \
              started_at = COALESCE(started_at, ?2) \
@@ -311,11 +356,13 @@ impl Store for SqliteStore {
             .fetch_one(&self.writer)
             .await
             .map_err(StoreError::query("load run of claimed step"))?;
-        let done = sqlx::query("SELECT name, outputs FROM steps WHERE run_id = ?1 AND state = 'succeeded'")
-            .bind(&run_id)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(StoreError::query("load outputs"))?;
+        let done = sqlx::query(
+            "SELECT name, outputs FROM steps WHERE run_id = ?1 AND state = 'succeeded'",
+        )
+        .bind(&run_id)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(StoreError::query("load outputs"))?;
         let mut outputs = serde_json::Map::new();
         for step in &done {
             let value = step
@@ -330,30 +377,46 @@ impl Store for SqliteStore {
             run_id,
             name: row.get("name"),
             kind: row.get("kind"),
-            config: serde_json::from_str(row.get::<&str, _>("config")).map_err(|e| StoreError::corrupt("step config", e))?,
+            config: serde_json::from_str(row.get::<&str, _>("config"))
+                .map_err(|e| StoreError::corrupt("step config", e))?,
             attempt: row.get::<i64, _>("attempts") as u32,
-            plan: serde_json::from_str(run.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
+            plan: serde_json::from_str(run.get::<&str, _>("plan"))
+                .map_err(|e| StoreError::corrupt("run plan", e))?,
             digest: run.get("digest"),
             run_created_at: run.get("created_at"),
             outputs,
         }))
     }
 
-    async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
-        let current: Option<String> = sqlx::query_scalar("SELECT state FROM steps WHERE run_id = ?1 AND name = ?2")
-            .bind(run_id)
-            .bind(step)
-            .fetch_optional(&mut *tx)
+    async fn finish_step(
+        &self,
+        run_id: &str,
+        step: &str,
+        record: StepRecord,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self
+            .writer
+            .begin()
             .await
-            .map_err(StoreError::query("read step"))?;
+            .map_err(StoreError::query("begin"))?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT state FROM steps WHERE run_id = ?1 AND name = ?2")
+                .bind(run_id)
+                .bind(step)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::query("read step"))?;
         if current.as_deref() != Some(StepState::Running.as_str()) {
             // The step was cancelled or recovered meanwhile; this attempt's result is stale.
             return Ok(());
         }
         let mut run_error = None;
         match &record {
-            StepRecord::Succeeded { outputs, pin_digest } => {
+            StepRecord::Succeeded {
+                outputs,
+                pin_digest,
+            } => {
                 sqlx::query(
                     "UPDATE steps SET state = 'succeeded', outputs = ?3, error = NULL, finished_at = ?4, \
                      lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND name = ?2",
@@ -374,12 +437,19 @@ impl Store for SqliteStore {
                         .map_err(StoreError::query("pin digest"))?;
                 }
             }
-            StepRecord::Waiting { until, outputs, reason } => {
+            StepRecord::Waiting {
+                until,
+                outputs,
+                reason,
+            } => {
                 let mut progress = match outputs {
                     Some(serde_json::Value::Object(map)) => map.clone(),
                     _ => serde_json::Map::new(),
                 };
-                progress.insert("waiting_for".into(), serde_json::Value::String(reason.clone()));
+                progress.insert(
+                    "waiting_for".into(),
+                    serde_json::Value::String(reason.clone()),
+                );
                 sqlx::query(
                     "UPDATE steps SET state = 'waiting', not_before = ?3, outputs = ?4, lease_owner = NULL, \
                      lease_until = NULL WHERE run_id = ?1 AND name = ?2",
@@ -440,23 +510,40 @@ impl Store for SqliteStore {
         for row in &rows {
             let name: String = row.get("name");
             let state: String = row.get("state");
-            states.insert(name.clone(), StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?);
-            needs.insert(name, serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?);
+            states.insert(
+                name.clone(),
+                StepState::parse(&state)
+                    .ok_or_else(|| StoreError::corrupt("step state", &state))?,
+            );
+            needs.insert(
+                name,
+                serde_json::from_str(row.get::<&str, _>("needs"))
+                    .map_err(|e| StoreError::corrupt("step needs", e))?,
+            );
         }
-        let done = |name: &str| matches!(states.get(name), Some(StepState::Succeeded | StepState::Skipped));
+        let done = |name: &str| {
+            matches!(
+                states.get(name),
+                Some(StepState::Succeeded | StepState::Skipped)
+            )
+        };
         let newly_ready: Vec<String> = states
             .iter()
-            .filter(|(name, state)| **state == StepState::Pending && needs[*name].iter().all(|n| done(n)))
+            .filter(|(name, state)| {
+                **state == StepState::Pending && needs[*name].iter().all(|n| done(n))
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in &newly_ready {
-            sqlx::query("UPDATE steps SET state = 'ready', not_before = ?3 WHERE run_id = ?1 AND name = ?2")
-                .bind(run_id)
-                .bind(name)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("mark step ready"))?;
+            sqlx::query(
+                "UPDATE steps SET state = 'ready', not_before = ?3 WHERE run_id = ?1 AND name = ?2",
+            )
+            .bind(run_id)
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("mark step ready"))?;
             states.insert(name.clone(), StepState::Ready);
         }
         let run_state = derive_run_state(states.values().copied());
@@ -472,7 +559,9 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("update run state"))?;
-        tx.commit().await.map_err(StoreError::query("commit step record"))?;
+        tx.commit()
+            .await
+            .map_err(StoreError::query("commit step record"))?;
         Ok(())
     }
 
@@ -512,7 +601,10 @@ impl Store for SqliteStore {
         decode_run(&row, steps.remove(id).unwrap_or_default()).map(Some)
     }
 
-    async fn upsert_change_request(&self, request: NewChangeRequest<'_>) -> Result<(ChangeRequest, bool), StoreError> {
+    async fn upsert_change_request(
+        &self,
+        request: NewChangeRequest<'_>,
+    ) -> Result<(ChangeRequest, bool), StoreError> {
         let now = now_millis();
         let inserted = sqlx::query(
             "INSERT INTO change_requests (forge, repo, branch, base, head_commit, title, body, run_id, state, created_at, updated_at) \
@@ -542,13 +634,15 @@ impl Store for SqliteStore {
                 .await
                 .map_err(StoreError::query("update change request"))?;
         }
-        let row = sqlx::query("SELECT * FROM change_requests WHERE forge = ?1 AND repo = ?2 AND branch = ?3")
-            .bind(request.forge)
-            .bind(request.repo)
-            .bind(request.branch)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(StoreError::query("read change request"))?;
+        let row = sqlx::query(
+            "SELECT * FROM change_requests WHERE forge = ?1 AND repo = ?2 AND branch = ?3",
+        )
+        .bind(request.forge)
+        .bind(request.repo)
+        .bind(request.branch)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(StoreError::query("read change request"))?;
         Ok((decode_change_request(&row), inserted.rows_affected() == 1))
     }
 

@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod commands;
 pub mod demo;
 pub mod server;

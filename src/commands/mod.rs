@@ -1,0 +1,1 @@
+//! Subcommands of the `gantry` CLI that live in their own files.

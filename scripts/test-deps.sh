@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(
   "git:/usr/lib/git-core/git-http-backend"
   "openssl:openssl"
   "jq:jq"
+  "graphviz:dot"
 )
 # PyPI requirement strings, each with the command or module that proves it is installed.
 PYPI_PACKAGES=(

@@ -53,6 +53,28 @@ enum Command {
     /// Play CI and GitHub for the quickstart's sample app.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// Edit YAML or JSON files without reformatting them: only the changed scalars change.
+    Edit(gantry::commands::edit::EditArgs),
+    /// Report where env repos differ from what gantry promoted, and from each other.
+    Drift(gantry::commands::drift::DriftArgs),
+    /// Sign an image with a cosign-compatible key-based signature (sha256-<hex>.sig).
+    Sign(gantry::commands::sign::SignArgs),
+    /// Verify an image's signatures against trusted keys or a keyless identity.
+    Verify(gantry::commands::verify::VerifyArgs),
+    /// Attach a signed in-toto attestation (sha256-<hex>.att) to an image.
+    Attest(gantry::commands::attest::AttestArgs),
+    /// Give an image another tag in its repository (manifest only, same digest).
+    Retag(gantry::commands::retag::RetagArgs),
+    /// Copy an image or OCI artifact to another repository or registry, keeping its digest.
+    Copy(gantry::commands::copy::CopyArgs),
+    /// Print what a webhook event would start (runs, step DAGs, Argo Workflows) without starting it.
+    Plan(gantry::commands::plan::PlanArgs),
+    /// Run one step of a plan by itself, as an Argo Workflows step container does.
+    Step(gantry::commands::step::StepArgs),
+    /// Score CVSS v3.0, v3.1 and v4.0 vectors (arguments, or standard input one per line).
+    Cvss(gantry::commands::cvss::CvssArgs),
+    /// Judge scan reports against a gate policy: exit 0 allow, 1 deny, 2 error.
+    Gate(gantry::commands::gate::GateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,6 +231,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let options = server::ServeOptions {
                 data_dir: cli.data_dir.clone(),
                 config,
+                config_dir: args.config.clone(),
                 listen: args.listen,
                 github_secrets: github_secrets(&cli.data_dir)?,
                 executor: ExecutorOptions {
@@ -237,6 +260,68 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 config.environments.len(),
                 config.pipelines.len()
             );
+            Ok(())
+        }
+        Command::Drift(args) => {
+            let config = load_config(&args.config)?;
+            gantry::commands::drift::run(
+                args,
+                config,
+                &cli.data_dir,
+                &database_path(&cli),
+                &mut std::io::stdout().lock(),
+            )
+            .await?;
+            Ok(())
+        }
+        Command::Edit(args) => {
+            gantry::commands::edit::run(args, &mut std::io::stdout().lock())?;
+            Ok(())
+        }
+        Command::Sign(args) => {
+            gantry::commands::sign::run(args, &mut std::io::stdout()).await?;
+            Ok(())
+        }
+        Command::Verify(args) => {
+            gantry::commands::verify::run(args, &mut std::io::stdout()).await?;
+            Ok(())
+        }
+        Command::Attest(args) => {
+            gantry::commands::attest::run(args, &mut std::io::stdout()).await?;
+            Ok(())
+        }
+        Command::Retag(args) => {
+            gantry::commands::retag::run(args, &mut std::io::stdout()).await?;
+            Ok(())
+        }
+        Command::Copy(args) => {
+            gantry::commands::copy::run(args, &mut std::io::stdout()).await?;
+            Ok(())
+        }
+        Command::Plan(args) => {
+            let config = load_config(&args.config)?;
+            gantry::commands::plan::run(args, &config, &mut std::io::stdout().lock())?;
+            Ok(())
+        }
+        Command::Step(args) => {
+            let database = database_path(&cli);
+            gantry::commands::step::run(args, &cli.data_dir, &database)
+                .await?
+                .exit_unless_succeeded();
+            Ok(())
+        }
+        Command::Cvss(args) => {
+            let valid = gantry::commands::cvss::run(
+                args,
+                std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+            )?;
+            gantry::commands::cvss::exit_unless_valid(valid);
+            Ok(())
+        }
+        Command::Gate(args) => {
+            let decision = gantry::commands::gate::run(args, &mut std::io::stdout().lock())?;
+            gantry::commands::gate::exit_unless_allowed(decision);
             Ok(())
         }
         Command::Schema => {

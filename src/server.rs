@@ -35,6 +35,8 @@ pub struct AppState {
     pub github_secrets: Arc<Vec<Vec<u8>>>,
     /// Wakes the intake loop when a delivery was stored.
     pub intake_wake: Arc<Notify>,
+    /// Wakes the executor after an operator action.
+    pub executor_wake: Arc<Notify>,
     pages: Arc<Handlebars<'static>>,
 }
 
@@ -59,8 +61,17 @@ impl AppState {
             store,
             github_secrets: Arc::new(github_secrets),
             intake_wake,
+            executor_wake: Arc::new(Notify::new()),
             pages: Arc::new(pages),
         }
+    }
+}
+
+impl AppState {
+    /// Uses `wake` to wake the executor after operator actions.
+    pub fn with_executor_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.executor_wake = wake;
+        self
     }
 }
 
@@ -74,6 +85,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/deliveries/{source}/{id}", get(get_delivery))
+        .route("/api/runs/{id}/cancel", post(crate::actions::cancel_run))
+        .route("/api/runs/{id}/steps/{step}/retry", post(crate::actions::retry_step))
+        .route("/api/runs/{id}/steps/{step}/skip", post(crate::actions::skip_step))
+        .route("/api/runs/{id}/steps/{step}/approve", post(crate::actions::approve_step))
+        .route("/api/holds", get(crate::actions::list_holds))
+        .route("/api/holds/{environment}", axum::routing::put(crate::actions::hold).delete(crate::actions::release))
+        .route("/api/rollbacks", post(crate::actions::rollback))
         .route("/", get(status_page))
         .route("/runs/{id}", get(run_page))
         .route("/healthz", get(|| async { "ok" }))
@@ -93,6 +111,8 @@ pub enum ApiError {
     Unauthorized(String),
     /// 404.
     NotFound(String),
+    /// 409: the action does not fit the current state.
+    Conflict(String),
     /// 500; the cause is logged.
     Internal(anyhow::Error),
 }
@@ -103,6 +123,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
             ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, message),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, message),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, message),
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 (
@@ -118,6 +139,19 @@ impl IntoResponse for ApiError {
 impl<E: Into<anyhow::Error>> From<E> for ApiError {
     fn from(error: E) -> Self {
         ApiError::Internal(error.into())
+    }
+}
+
+impl ApiError {
+    /// Maps store errors that a client caused (unknown ids, actions that do not fit) to
+    /// 404/409; everything else is internal.
+    pub fn from_store(error: gantry_engine::error::StoreError) -> Self {
+        use gantry_engine::error::StoreError;
+        match error {
+            StoreError::NotFound { what } => ApiError::NotFound(format!("{what} not found")),
+            StoreError::Conflict { message } => ApiError::Conflict(message),
+            other => ApiError::Internal(other.into()),
+        }
     }
 }
 
@@ -262,6 +296,9 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// Validated configuration.
     pub config: Config,
+    /// The directory the configuration was read from; relative paths in step settings
+    /// (gate policies, scan reports) resolve against it.
+    pub config_dir: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// GitHub webhook secrets.
@@ -282,11 +319,10 @@ pub async fn serve(
     let address = listener.local_addr()?;
     let status_url = format!("http://{address}");
     let forge = Arc::new(LocalForge::new(store.clone()));
-    let capabilities = Arc::new(Capabilities::new(
-        &options.data_dir,
-        forge,
-        Some(status_url),
-    ));
+    let capabilities = Arc::new(
+        Capabilities::new(&options.data_dir, forge, Some(status_url))
+            .with_config_dir(&options.config_dir),
+    );
     let executor_wake = Arc::new(Notify::new());
     let intake_wake = Arc::new(Notify::new());
     let executor = Arc::new(Executor::new(
@@ -300,14 +336,14 @@ pub async fn serve(
         store.clone(),
         Arc::new(options.config),
         intake_wake.clone(),
-        executor_wake,
+        executor_wake.clone(),
     ));
     tokio::spawn(async move {
         if let Err(error) = executor.run().await {
             tracing::error!(%error, "executor stopped");
         }
     });
-    let app = router(AppState::new(store, options.github_secrets, intake_wake));
+    let app = router(AppState::new(store, options.github_secrets, intake_wake).with_executor_wake(executor_wake));
     on_listening(address);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -329,6 +365,11 @@ async fn intake_loop(
             Ok(done) if done.iter().any(|d| !d.runs.is_empty()) => executor_wake.notify_waiters(),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "intake failed; will retry"),
+        }
+        match gantry_engine::intake::advance_runs(&store, &config).await {
+            Ok(created) if !created.is_empty() => executor_wake.notify_waiters(),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "starting follow-up promotions failed; will retry"),
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
     }

@@ -29,7 +29,7 @@ fn validate_reports_every_mistake_with_file_and_line() {
     let pipeline = dir.path().join("pipeline.yaml");
     let text = std::fs::read_to_string(&pipeline).unwrap();
     let text = text
-        .replacen("environment: staging", "environment: stagign", 1)
+        .replacen("environment: dev", "environment: dve", 1)
         .replacen("kind: retag", "kind: re-tag", 1);
     std::fs::write(&pipeline, text).unwrap();
     let environments = dir.path().join("environments.yaml");
@@ -53,8 +53,7 @@ fn validate_reports_every_mistake_with_file_and_line() {
     };
     let expect = [
         (
-            format!("pipeline.yaml:{}:", line_of(&pipeline, "stagign")),
-            "unknown environment `stagign`",
+            format!("pipeline.yaml:{}:", line_of(&pipeline, "dve")), "unknown environment `dve`",
         ),
         (
             format!("pipeline.yaml:{}:", line_of(&pipeline, "re-tag")),
@@ -129,7 +128,7 @@ async fn quickstart_promotes_a_demo_push_into_dev() {
             .unwrap();
         if let Some(run) = runs
             .into_iter()
-            .find(|r| r["state"] == "succeeded" || r["state"] == "failed")
+            .find(|r| r["environment"] == "dev" && (r["state"] == "succeeded" || r["state"] == "failed"))
         {
             break run;
         }

@@ -13,6 +13,7 @@ use crate::templates::Templates;
 /// Shared capabilities of one engine instance.
 pub struct Capabilities {
     data_dir: PathBuf,
+    config_dir: Option<PathBuf>,
     git_cache: PathBuf,
     registries: Mutex<HashMap<String, Arc<dyn Registry>>>,
     forge: Arc<dyn Forge>,
@@ -26,6 +27,7 @@ impl Capabilities {
     pub fn new(data_dir: &Path, forge: Arc<dyn Forge>, status_url: Option<String>) -> Self {
         Self {
             data_dir: data_dir.to_path_buf(),
+            config_dir: None,
             git_cache: data_dir.join("mirrors"),
             registries: Mutex::new(HashMap::new()),
             forge,
@@ -36,6 +38,24 @@ impl Capabilities {
             templates: Templates::builtin(),
             status_url,
         }
+    }
+
+    /// The same capabilities, with relative paths in step settings (policies, reports)
+    /// resolving against the config directory `dir`.
+    pub fn with_config_dir(mut self, dir: &Path) -> Self {
+        self.config_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Where relative paths in step settings resolve: the config directory, or the data
+    /// directory when the engine was started without one (`gantry step`).
+    pub fn config_dir(&self) -> &Path {
+        self.config_dir.as_deref().unwrap_or(&self.data_dir)
+    }
+
+    /// The data directory (database, mirrors, evidence).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The registry at `url` (opened once, then shared).

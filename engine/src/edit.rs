@@ -1,4 +1,4 @@
-//! Edits to YAML config files that change only the edited scalar.
+//! Edits to YAML and JSON config files that change only the edited scalar.
 //!
 //! A promotion rewrites an image tag or digest in an environment's config repo and opens a pull
 //! request; reviewers must see exactly the line that changed, with comments, quoting, anchors,
@@ -7,22 +7,46 @@
 //! `saphyr-parser`) gives the exact byte span of the scalar to change, the new value is
 //! rendered in the same quoting style, and the text is spliced. Every edit is checked by
 //! parsing the result again and reading the value back.
+//!
+//! JSON files get the same guarantees through a small indexer of their own (`json`), since
+//! the YAML renderer's quoting styles and escapes are not JSON. [`Format::from_path`] picks
+//! the syntax by file name and [`apply_format`] applies any list of [`Edit`]s in either.
+
+mod json;
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use gantry_workflows::spans::{
     NodeKind, ScalarStyle, Segment, Span, SpanError, SpanIndex, YamlPath,
 };
 
-/// One change to a YAML document.
+/// One change to a YAML or JSON document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
-    /// Replace the scalar at `path` with `value`.
+    /// Replace the scalar at `path` with the string `value` (see [`set_scalar`]).
     SetScalar {
         /// Where the scalar is.
         path: YamlPath,
         /// The new (decoded) value.
         value: String,
+    },
+    /// Replace the scalar at `path` with `value`, keeping a number, boolean or null a number,
+    /// boolean or null when `value` reads as one too (see [`set_value`]).
+    SetValue {
+        /// Where the scalar is.
+        path: YamlPath,
+        /// The new value as it would be typed.
+        value: String,
+    },
+    /// Pin the image of a Helm values mapping such as `image:` (see [`set_helm_image`]).
+    HelmImage {
+        /// The mapping holding `repository`, `tag` and `digest`, e.g. `image`.
+        path: YamlPath,
+        /// New value of `tag`, if it should change.
+        tag: Option<String>,
+        /// New value of `digest`, if it should change.
+        digest: Option<String>,
     },
     /// Pin an image in a kustomization's `images:` list (see [`set_kustomize_image`]).
     KustomizeImage {
@@ -38,6 +62,24 @@ pub enum Edit {
 /// Why an edit could not be made. Messages do not name the file; callers add that.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
+    /// The document is not valid JSON.
+    #[error("parse json at line {line}, column {column}: {message}")]
+    JsonSyntax {
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+        /// What is wrong there.
+        message: String,
+    },
+    /// A path that should hold a mapping (an image's fields) holds something else.
+    #[error("read `{path}`: the value at line {line} is not a mapping")]
+    NotAMapping {
+        /// The path that was asked for.
+        path: YamlPath,
+        /// 1-based line of the value.
+        line: usize,
+    },
     /// The document is not valid YAML.
     #[error("parse yaml at line {line}, column {column}: {message}")]
     Syntax {
@@ -171,23 +213,158 @@ impl From<SpanError> for EditError {
     }
 }
 
-/// Applies `edits` in order; each one sees the result of the one before.
+/// The syntax of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// YAML (also the default for unknown extensions: kustomizations, Helm values).
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+impl Format {
+    /// `Json` for a `.json` file name (any case), `Yaml` otherwise.
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|extension| extension.to_str()) {
+            Some(extension) if extension.eq_ignore_ascii_case("json") => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// Applies `edits` to a YAML document in order; each one sees the result of the one before.
 ///
 /// # Errors
 /// Returns the first edit's error; no partial result is returned.
 pub fn apply(text: &str, edits: &[Edit]) -> Result<String, EditError> {
+    apply_format(Format::Yaml, text, edits)
+}
+
+/// Applies `edits` to a document in `format`, in order: several edits (the images of a
+/// multi-artifact promotion, say) become one new text, and so one commit.
+///
+/// # Errors
+/// Returns the first edit's error; no partial result is returned.
+pub fn apply_format(format: Format, text: &str, edits: &[Edit]) -> Result<String, EditError> {
     let mut current = text.to_owned();
     for edit in edits {
-        current = match edit {
-            Edit::SetScalar { path, value } => set_scalar(&current, path, value)?,
-            Edit::KustomizeImage {
-                name,
-                new_tag,
-                digest,
-            } => set_kustomize_image(&current, name, new_tag.as_deref(), digest.as_deref())?,
+        current = match (format, edit) {
+            (Format::Yaml, Edit::SetScalar { path, value }) => set_scalar(&current, path, value)?,
+            (Format::Yaml, Edit::SetValue { path, value }) => set_value(&current, path, value)?,
+            (
+                Format::Yaml,
+                Edit::KustomizeImage {
+                    name,
+                    new_tag,
+                    digest,
+                },
+            ) => set_kustomize_image(&current, name, new_tag.as_deref(), digest.as_deref())?,
+            (Format::Yaml, Edit::HelmImage { path, tag, digest }) => {
+                set_helm_image(&current, path, tag.as_deref(), digest.as_deref())?
+            }
+            (Format::Json, edit) => json_apply(&current, edit)?,
         };
     }
     Ok(current)
+}
+
+/// Where a promotion pins an image in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinLocation {
+    /// A scalar holding the tag (Helm `image.tag`); a sibling `digest` is read too.
+    Scalar(YamlPath),
+    /// A kustomization `images:` entry, by name (`newTag` and `digest`).
+    KustomizeImage(String),
+}
+
+impl PinLocation {
+    /// The edit that pins `tag` at this location.
+    pub fn set_tag(&self, tag: &str) -> Edit {
+        match self {
+            PinLocation::Scalar(path) => Edit::SetScalar {
+                path: path.clone(),
+                value: tag.to_owned(),
+            },
+            PinLocation::KustomizeImage(name) => Edit::KustomizeImage {
+                name: name.clone(),
+                new_tag: Some(tag.to_owned()),
+                digest: None,
+            },
+        }
+    }
+}
+
+/// The tag and digest a file pins an image to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pinned {
+    /// The tag, when the file names one.
+    pub tag: Option<String>,
+    /// The digest, when the file names one.
+    pub digest: Option<String>,
+}
+
+/// Reads what `text` pins at `location` without changing anything (drift detection reads
+/// thousands of files this way).
+///
+/// # Errors
+/// A parse error, [`EditError::PathNotFound`] or [`EditError::NotAScalar`] for a scalar
+/// location, or the errors of finding a kustomization image.
+pub fn read_pin(format: Format, text: &str, location: &PinLocation) -> Result<Pinned, EditError> {
+    // For `image.tag`, the digest is the sibling `image.digest`.
+    let digest_sibling = |path: &YamlPath| match path.0.split_last() {
+        Some((Segment::Key(key), parent)) if key == "tag" => {
+            Some(YamlPath(parent.to_vec()).with_key("digest"))
+        }
+        _ => None,
+    };
+    match format {
+        Format::Yaml => {
+            let index = SpanIndex::parse(text)?;
+            match location {
+                PinLocation::Scalar(path) => {
+                    locate_scalar(&index, path)?;
+                    Ok(Pinned {
+                        tag: index.scalar(path).map(str::to_owned),
+                        digest: digest_sibling(path)
+                            .and_then(|sibling| index.scalar(&sibling).map(str::to_owned)),
+                    })
+                }
+                PinLocation::KustomizeImage(name) => {
+                    let entry = find_image(&index, name)?;
+                    let field = |key: &str| index.scalar(&entry.clone().with_key(key)).map(str::to_owned);
+                    Ok(Pinned {
+                        tag: field("newTag"),
+                        digest: field("digest"),
+                    })
+                }
+            }
+        }
+        Format::Json => {
+            let index = json_index(text)?;
+            let scalar = |path: &YamlPath| {
+                index
+                    .get(path)
+                    .filter(|node| !matches!(node.kind, json::JsonKind::Object | json::JsonKind::Array))
+                    .and_then(|node| node.scalar.clone())
+            };
+            match location {
+                PinLocation::Scalar(path) => {
+                    let tag = scalar(path).ok_or_else(|| EditError::PathNotFound { path: path.clone() })?;
+                    Ok(Pinned {
+                        tag: Some(tag),
+                        digest: digest_sibling(path).and_then(|sibling| scalar(&sibling)),
+                    })
+                }
+                PinLocation::KustomizeImage(name) => {
+                    let entry = json_find_image(&index, name)?;
+                    Ok(Pinned {
+                        tag: scalar(&entry.clone().with_key("newTag")),
+                        digest: scalar(&entry.with_key("digest")),
+                    })
+                }
+            }
+        }
+    }
 }
 
 /// Sets the scalar at `path` to `value`, changing only that scalar's text.
@@ -203,7 +380,57 @@ pub fn apply(text: &str, edits: &[Edit]) -> Result<String, EditError> {
 /// [`EditError::BehindAlias`], [`EditError::MergeKey`], or a parse error.
 pub fn set_scalar(text: &str, path: &YamlPath, value: &str) -> Result<String, EditError> {
     let index = SpanIndex::parse(text)?;
-    set_scalar_in(text, &index, path, value)
+    set_scalar_in(text, &index, path, value, false)
+}
+
+/// Like [`set_scalar`], but for values typed by a person (`gantry edit --set replicas=3`): when
+/// the scalar is plain and reads as a number, boolean or null, and `value` does too, `value`
+/// is written plain, so `replicas: 2` becomes `replicas: 3` rather than `replicas: "3"`.
+///
+/// # Errors
+/// The errors of [`set_scalar`].
+pub fn set_value(text: &str, path: &YamlPath, value: &str) -> Result<String, EditError> {
+    let index = SpanIndex::parse(text)?;
+    set_scalar_in(text, &index, path, value, true)
+}
+
+/// In the Helm values mapping at `path` (usually `image`), sets `tag` and/or `digest`.
+///
+/// A missing `tag` is inserted after `repository`; a missing `digest` after `tag`, else after
+/// `repository`, as one line with the mapping's indentation (or `, digest: v` in a flow
+/// mapping), so a chart that renders `{{ .Values.image.repository }}@{{ .Values.image.digest }}`
+/// gets pinned by digest with a one-line diff.
+///
+/// # Errors
+/// [`EditError::NothingToSet`], [`EditError::NotAMapping`], [`EditError::CannotInsert`] (the
+/// mapping has neither key to insert after), or any error of [`set_scalar`].
+pub fn set_helm_image(
+    text: &str,
+    path: &YamlPath,
+    tag: Option<&str>,
+    digest: Option<&str>,
+) -> Result<String, EditError> {
+    if tag.is_none() && digest.is_none() {
+        return Err(EditError::NothingToSet {
+            name: path.to_string(),
+        });
+    }
+    let entry_of = |index: &SpanIndex| match index.kind(path) {
+        Some(NodeKind::Mapping) => Ok(path.clone()),
+        Some(_) => Err(EditError::NotAMapping {
+            path: path.clone(),
+            line: index.value(path).map_or(0, |span| span.line),
+        }),
+        None => Err(missing(index, path)),
+    };
+    set_fields(
+        text,
+        entry_of,
+        &[
+            ("tag", tag, &["repository"]),
+            ("digest", digest, &["tag", "repository"]),
+        ],
+    )
 }
 
 /// In a kustomization's `images:` list, the entry whose `name` equals `name`: set `newTag`
@@ -228,23 +455,46 @@ pub fn set_kustomize_image(
             name: name.to_owned(),
         });
     }
+    set_fields(
+        text,
+        |index| find_image(index, name),
+        &[
+            ("newTag", new_tag, &["name"]),
+            ("digest", digest, &["newTag", "name"]),
+        ],
+    )
+}
+
+/// A field to set in a mapping: name, new value (skipped when `None`), and the keys after
+/// which to insert it when it is missing, in order of preference.
+type FieldEdit<'a> = (&'a str, Option<&'a str>, &'a [&'a str]);
+
+/// Sets fields of the mapping that `entry_of` finds, inserting missing ones.
+fn set_fields(
+    text: &str,
+    entry_of: impl Fn(&SpanIndex) -> Result<YamlPath, EditError>,
+    fields: &[FieldEdit<'_>],
+) -> Result<String, EditError> {
     let mut current = text.to_owned();
-    for (field, value, after) in [
-        ("newTag", new_tag, &["name"][..]),
-        ("digest", digest, &["newTag", "name"][..]),
-    ] {
+    for (field, value, after) in fields {
         let Some(value) = value else { continue };
         let index = SpanIndex::parse(&current)?;
-        let entry = find_image(&index, name)?;
-        let field_path = entry.clone().with_key(field);
+        let entry = entry_of(&index)?;
+        let field_path = entry.clone().with_key(*field);
         current = if index.kind(&field_path).is_some() {
-            set_scalar_in(&current, &index, &field_path, value)?
+            set_scalar_in(&current, &index, &field_path, value, false)?
         } else {
-            let anchor = after
+            let Some(anchor) = after
                 .iter()
                 .map(|key| entry.clone().with_key(*key))
                 .find(|path| index.kind(path).is_some())
-                .unwrap_or_else(|| entry.clone().with_key("name"));
+            else {
+                return Err(EditError::CannotInsert {
+                    path: field_path,
+                    line: index.value(&entry).map_or(0, |span| span.line),
+                    reason: "the mapping has none of the keys it would go after",
+                });
+            };
             insert_field(&current, &index, &entry, &anchor, field, value)?
         };
     }
@@ -256,13 +506,26 @@ fn set_scalar_in(
     index: &SpanIndex,
     path: &YamlPath,
     value: &str,
+    keep_type: bool,
 ) -> Result<String, EditError> {
     let span = *locate_scalar(index, path)?;
-    if index.scalar(path) == Some(value) {
+    let current = index.scalar(path);
+    if current == Some(value) {
         return Ok(text.to_owned());
     }
     let in_flow = index.is_flow(path).unwrap_or(false);
-    let mut rendered = render(value, span.style, in_flow);
+    // A typed value replaces a typed plain scalar as it is: `replicas: 2` → `replicas: 3`.
+    let typed = keep_type
+        && span.style == ScalarStyle::Plain
+        && span.start < span.end
+        && current.is_some_and(resolves_to_non_string)
+        && resolves_to_non_string(value)
+        && plain_is_syntactically_safe(value, in_flow);
+    let mut rendered = if typed {
+        value.to_owned()
+    } else {
+        render(value, span.style, in_flow)
+    };
     // An empty value (`key:`) has no token; keep a blank between the indicator and the value.
     let after_indicator = span.start > 0
         && !matches!(
@@ -468,6 +731,12 @@ fn render(value: &str, style: ScalarStyle, in_flow: bool) -> String {
 /// Whether `value` written without quotes reads back as the same string, under both YAML 1.2
 /// and the YAML 1.1 rules that Kubernetes tooling still applies (`yes`, `0755`, `1:30`).
 fn plain_is_safe(value: &str, in_flow: bool) -> bool {
+    plain_is_syntactically_safe(value, in_flow) && !resolves_to_non_string(value)
+}
+
+/// Whether `value` written without quotes reads back as the same text (whatever type a reader
+/// then gives it).
+fn plain_is_syntactically_safe(value: &str, in_flow: bool) -> bool {
     let Some(first) = value.chars().next() else {
         return false;
     };
@@ -491,10 +760,7 @@ fn plain_is_safe(value: &str, in_flow: bool) -> bool {
     if in_flow && value.contains([',', '[', ']', '{', '}']) {
         return false;
     }
-    if value.starts_with("...") {
-        return false;
-    }
-    !resolves_to_non_string(value)
+    !value.starts_with("...")
 }
 
 /// Whether a plain scalar would be read as null, a boolean, a number or a timestamp.
@@ -628,6 +894,209 @@ fn double_quoted(value: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Applies one edit to a JSON document.
+fn json_apply(text: &str, edit: &Edit) -> Result<String, EditError> {
+    match edit {
+        Edit::SetScalar { path, value } => json_set(text, path, value, false),
+        Edit::SetValue { path, value } => json_set(text, path, value, true),
+        Edit::KustomizeImage {
+            name,
+            new_tag,
+            digest,
+        } => {
+            if new_tag.is_none() && digest.is_none() {
+                return Err(EditError::NothingToSet { name: name.clone() });
+            }
+            json_set_fields(
+                text,
+                |index| json_find_image(index, name),
+                &[
+                    ("newTag", new_tag.as_deref(), &["name"]),
+                    ("digest", digest.as_deref(), &["newTag", "name"]),
+                ],
+            )
+        }
+        Edit::HelmImage { path, tag, digest } => {
+            if tag.is_none() && digest.is_none() {
+                return Err(EditError::NothingToSet {
+                    name: path.to_string(),
+                });
+            }
+            let entry_of = |index: &json::JsonIndex| match index.get(path) {
+                Some(node) if node.kind == json::JsonKind::Object => Ok(path.clone()),
+                Some(node) => Err(EditError::NotAMapping {
+                    path: path.clone(),
+                    line: node.line,
+                }),
+                None => Err(EditError::PathNotFound { path: path.clone() }),
+            };
+            json_set_fields(
+                text,
+                entry_of,
+                &[
+                    ("tag", tag.as_deref(), &["repository"]),
+                    ("digest", digest.as_deref(), &["tag", "repository"]),
+                ],
+            )
+        }
+    }
+}
+
+fn json_index(text: &str) -> Result<json::JsonIndex, EditError> {
+    json::JsonIndex::parse(text).map_err(|error| EditError::JsonSyntax {
+        line: error.line,
+        column: error.column,
+        message: match error.duplicate {
+            Some(path) => format!("member `{path}` appears twice"),
+            None => error.message,
+        },
+    })
+}
+
+/// Sets the JSON scalar at `path`. Strings stay strings; with `keep_type`, a number, boolean
+/// or null is replaced by `value` written bare when `value` is a literal of the same kind.
+fn json_set(
+    text: &str,
+    path: &YamlPath,
+    value: &str,
+    keep_type: bool,
+) -> Result<String, EditError> {
+    let index = json_index(text)?;
+    let Some(node) = index.get(path) else {
+        return Err(EditError::PathNotFound { path: path.clone() });
+    };
+    let found = match node.kind {
+        json::JsonKind::Object => Some("mapping"),
+        json::JsonKind::Array => Some("sequence"),
+        _ => None,
+    };
+    if let Some(found) = found {
+        return Err(EditError::NotAScalar {
+            path: path.clone(),
+            line: node.line,
+            found,
+        });
+    }
+    let bare = match node.kind {
+        json::JsonKind::Number => json::is_number(value),
+        json::JsonKind::Bool => matches!(value, "true" | "false"),
+        json::JsonKind::Null => value == "null",
+        _ => false,
+    };
+    let unchanged = node.scalar.as_deref() == Some(value)
+        && (node.kind == json::JsonKind::String || (keep_type && bare));
+    if unchanged {
+        return Ok(text.to_owned());
+    }
+    let rendered = if keep_type && bare {
+        value.to_owned()
+    } else {
+        json::quoted(value)
+    };
+    let edited = splice(text, node.start, node.end, &rendered);
+    json_read_back(&edited, path, value)?;
+    Ok(edited)
+}
+
+fn json_read_back(edited: &str, path: &YamlPath, value: &str) -> Result<(), EditError> {
+    let fail = |reason: String| EditError::ReadBack {
+        path: path.clone(),
+        reason,
+    };
+    let index = json_index(edited).map_err(|error| fail(error.to_string()))?;
+    match index.get(path).and_then(|node| node.scalar.as_deref()) {
+        Some(found) if found == value => Ok(()),
+        Some(found) => Err(fail(format!("found {found:?}"))),
+        None => Err(fail("no scalar there".to_owned())),
+    }
+}
+
+/// Path of the `images` entry named `name` in a JSON kustomization.
+fn json_find_image(index: &json::JsonIndex, name: &str) -> Result<YamlPath, EditError> {
+    let images = YamlPath::root().with_key("images");
+    let not_found = || EditError::ImageNotFound {
+        name: name.to_owned(),
+    };
+    let Some(list) = index.get(&images) else {
+        return Err(not_found());
+    };
+    if list.kind != json::JsonKind::Array {
+        return Err(EditError::NotASequence {
+            path: images,
+            line: list.line,
+        });
+    }
+    let mut matches: Vec<YamlPath> = (0..list.len)
+        .map(|i| images.clone().with_index(i))
+        .filter(|entry| {
+            let entry_name = index.get(&entry.clone().with_key("name"));
+            entry_name.is_some_and(|node| {
+                node.kind == json::JsonKind::String && node.scalar.as_deref() == Some(name)
+            })
+        })
+        .collect();
+    match matches.len() {
+        0 => Err(not_found()),
+        1 => Ok(matches.remove(0)),
+        count => Err(EditError::AmbiguousImage {
+            name: name.to_owned(),
+            count,
+        }),
+    }
+}
+
+/// The JSON counterpart of [`set_fields`]: a missing member goes right after the anchor
+/// member, on its own line with the anchor's indentation when the object spans lines, else
+/// inline after a `, `.
+fn json_set_fields(
+    text: &str,
+    entry_of: impl Fn(&json::JsonIndex) -> Result<YamlPath, EditError>,
+    fields: &[FieldEdit<'_>],
+) -> Result<String, EditError> {
+    let mut current = text.to_owned();
+    for (field, value, after) in fields {
+        let Some(value) = value else { continue };
+        let index = json_index(&current)?;
+        let entry = entry_of(&index)?;
+        let field_path = entry.clone().with_key(*field);
+        if index.get(&field_path).is_some() {
+            current = json_set(&current, &field_path, value, false)?;
+            continue;
+        }
+        let entry_line = index.get(&entry).map_or(0, |node| node.line);
+        let anchor = after
+            .iter()
+            .filter_map(|key| index.get(&entry.clone().with_key(*key)))
+            .next()
+            .ok_or_else(|| EditError::CannotInsert {
+                path: field_path.clone(),
+                line: entry_line,
+                reason: "the object has none of the members it would go after",
+            })?;
+        let Some(entry_node) = index.get(&entry) else {
+            return Err(EditError::PathNotFound { path: entry });
+        };
+        let member = format!("{}: {}", json::quoted(field), json::quoted(value));
+        let multi_line = current[entry_node.start..entry_node.end].contains('\n');
+        let key_start = anchor.key_start.unwrap_or(anchor.start);
+        let line_start = current[..key_start].rfind('\n').map_or(0, |i| i + 1);
+        let indent = &current[line_start..key_start];
+        let insertion = if multi_line && indent.chars().all(|c| c == ' ' || c == '\t') {
+            let eol = if current[..line_start].ends_with("\r\n") {
+                "\r\n"
+            } else {
+                "\n"
+            };
+            format!(",{eol}{indent}{member}")
+        } else {
+            format!(", {member}")
+        };
+        current = splice(&current, anchor.end, anchor.end, &insertion);
+        json_read_back(&current, &field_path, value)?;
+    }
+    Ok(current)
 }
 
 #[cfg(test)]
@@ -1097,6 +1566,269 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn helm_digest_is_inserted_after_the_tag() {
+        let text = fixture("values.yaml");
+        let image = path("image");
+        let edited = set_helm_image(&text, &image, None, Some(NEW_DIGEST)).unwrap();
+        assert_eq!(
+            assert_inserted_line(&text, &edited, 11),
+            format!("  digest: {NEW_DIGEST}\n")
+        );
+        insta::assert_snapshot!("values_helm_digest", edited);
+
+        // Tag and digest in one edit: the tag line changes and the digest line is added.
+        let both = apply(
+            &text,
+            &[Edit::HelmImage {
+                path: image.clone(),
+                tag: Some("1.42.0".into()),
+                digest: Some(NEW_DIGEST.into()),
+            }],
+        )
+        .unwrap();
+        let again = set_helm_image(&both, &image, Some("1.42.0"), Some(NEW_DIGEST)).unwrap();
+        assert!(again == both, "a second identical edit changes nothing");
+        assert_eq!(
+            lines(&both)[9..11],
+            [
+                "  tag: '1.42.0'          # set on promotion\n",
+                &format!("  digest: {NEW_DIGEST}\n")
+            ]
+        );
+
+        assert!(matches!(
+            set_helm_image(&text, &path("global"), None, Some(NEW_DIGEST)),
+            Err(EditError::CannotInsert { .. })
+        ));
+        assert!(matches!(
+            set_helm_image(&text, &path("image.tag"), Some("1"), None),
+            Err(EditError::NotAMapping { line: 10, .. })
+        ));
+        assert_eq!(
+            set_helm_image(&text, &path("nothing"), Some("1"), None),
+            Err(EditError::PathNotFound {
+                path: path("nothing")
+            })
+        );
+        assert!(matches!(
+            set_helm_image(&text, &image, None, None),
+            Err(EditError::NothingToSet { .. })
+        ));
+    }
+
+    #[test]
+    fn set_value_keeps_numbers_and_booleans_bare() {
+        let text = fixture("values.yaml");
+        let edited = set_value(&text, &path("worker.replicaCount"), "3").unwrap();
+        assert_eq!(
+            assert_changed_lines(&text, &edited, &[17]),
+            ["  replicaCount: 3\n"]
+        );
+        // A string that happens to be typed as a number stays a string.
+        let edited = set_value(&text, &path("image.tag"), "1.50").unwrap();
+        assert!(edited.contains("  tag: '1.50'  "));
+        // A number replaced by a word becomes that word, quoted only if it must be.
+        let edited = set_value(&text, &path("worker.replicaCount"), "many").unwrap();
+        assert!(edited.contains("  replicaCount: many\n"));
+        // set_scalar writes strings: the same edit quotes the number.
+        let edited = set_scalar(&text, &path("worker.replicaCount"), "3").unwrap();
+        assert!(edited.contains("  replicaCount: \"3\"\n"));
+    }
+
+    #[test]
+    fn json_values_keep_their_layout() {
+        let text = fixture("values.json");
+        let edits = [
+            Edit::SetScalar {
+                path: path("image.tag"),
+                value: "1.42.0".into(),
+            },
+            Edit::SetValue {
+                path: path("replicaCount"),
+                value: "3".into(),
+            },
+            Edit::SetValue {
+                path: path("autoscaling.enabled"),
+                value: "true".into(),
+            },
+            Edit::SetScalar {
+                path: path("extraArgs[1]"),
+                value: "9090".into(),
+            },
+        ];
+        let edited = apply_format(Format::Json, &text, &edits).unwrap();
+        let changed = assert_changed_lines(&text, &edited, &[4, 7, 8, 13]);
+        assert_eq!(
+            changed,
+            [
+                "    \"tag\": \"1.42.0\",\n",
+                "  \"replicaCount\": 3,\n",
+                "  \"autoscaling\": {\"enabled\": true, \"maxReplicas\": 10},\n",
+                "  \"extraArgs\": [\"--port\", \"9090\"],\n",
+            ]
+        );
+        insta::assert_snapshot!("values_json", edited);
+
+        let digest = Edit::HelmImage {
+            path: path("image"),
+            tag: None,
+            digest: Some(NEW_DIGEST.into()),
+        };
+        let pinned = apply_format(Format::Json, &text, std::slice::from_ref(&digest)).unwrap();
+        assert_eq!(
+            lines(&pinned)[3..5],
+            [
+                "    \"tag\": \"1.41.0\",\n",
+                &format!("    \"digest\": \"{NEW_DIGEST}\",\n")
+            ]
+        );
+        serde_json::from_str::<serde_json::Value>(&pinned).unwrap();
+
+        // Quotes and escapes are JSON's, never YAML's; a same-value edit keeps every byte.
+        let edited = set_json(&text, "podAnnotations.note", "a\"b\u{1}\u{85}").unwrap();
+        assert!(edited.contains("\"note\": \"a\\\"b\\u0001\u{85}\"\n"));
+        let same = set_json(&text, "podAnnotations.note", "café \"quoted\"").unwrap();
+        assert!(same == text);
+        let same = apply_format(Format::Json, &text, &[]).unwrap();
+        assert!(same == text);
+        // A typed value that does not fit the member's type makes it a string.
+        let edited = apply_format(
+            Format::Json,
+            &text,
+            &[Edit::SetValue {
+                path: path("replicaCount"),
+                value: "two".into(),
+            }],
+        )
+        .unwrap();
+        assert!(edited.contains("\"replicaCount\": \"two\","));
+    }
+
+    fn set_json(text: &str, dotted: &str, value: &str) -> Result<String, EditError> {
+        let edit = Edit::SetScalar {
+            path: path(dotted),
+            value: value.into(),
+        };
+        apply_format(Format::Json, text, &[edit])
+    }
+
+    #[test]
+    fn json_kustomization_on_one_line() {
+        let text = fixture("kustomization.json");
+        let edits = [
+            Edit::KustomizeImage {
+                name: API.into(),
+                new_tag: Some("1.42.0".into()),
+                digest: Some(NEW_DIGEST.into()),
+            },
+            Edit::KustomizeImage {
+                name: WORKER.into(),
+                new_tag: Some("v1.42.0".into()),
+                digest: None,
+            },
+        ];
+        let edited = apply_format(Format::Json, &text, &edits).unwrap();
+        assert_eq!(
+            edited,
+            format!(
+                "{{\"apiVersion\":\"kustomize.config.k8s.io/v1beta1\",\"kind\":\"Kustomization\",\"resources\":[\"deployment.yaml\"],\"images\":[{{\"name\":\"{API}\",\"newTag\":\"1.42.0\", \"digest\": \"{NEW_DIGEST}\"}},{{\"name\":\"{WORKER}\", \"newTag\": \"v1.42.0\"}}]}}\n"
+            )
+        );
+        assert_eq!(
+            apply_format(
+                Format::Json,
+                &text,
+                &[Edit::KustomizeImage {
+                    name: "ghcr.io/acme/unknown".into(),
+                    new_tag: Some("1".into()),
+                    digest: None
+                }]
+            ),
+            Err(EditError::ImageNotFound {
+                name: "ghcr.io/acme/unknown".into()
+            })
+        );
+    }
+
+    #[test]
+    fn json_errors_name_the_problem() {
+        let text = fixture("values.json");
+        assert_eq!(
+            set_json(&text, "image.digest", "x"),
+            Err(EditError::PathNotFound {
+                path: path("image.digest")
+            })
+        );
+        assert!(matches!(
+            set_json(&text, "image", "x"),
+            Err(EditError::NotAScalar {
+                line: 2,
+                found: "mapping",
+                ..
+            })
+        ));
+        assert!(matches!(
+            set_json(&text, "extraArgs", "x"),
+            Err(EditError::NotAScalar {
+                found: "sequence",
+                ..
+            })
+        ));
+        let error = set_json("{\"a\": [1,}", "a", "x").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "parse json at line 1, column 10: expected a value"
+        );
+        let error = set_json("{\"a\": 1, \"a\": 2}", "a", "x").unwrap_err();
+        assert!(error.to_string().contains("member `a` appears twice"), "{error}");
+    }
+
+    #[test]
+    fn pins_are_read_from_yaml_and_json() {
+        let kustomization = fixture("kustomization.yaml");
+        let pinned = read_pin(
+            Format::Yaml,
+            &kustomization,
+            &PinLocation::KustomizeImage("ghcr.io/acme/checkout-migrations".into()),
+        )
+        .unwrap();
+        assert_eq!(pinned.tag, None);
+        assert!(pinned.digest.unwrap().starts_with("sha256:58af"));
+        let values = fixture("values.yaml");
+        let pinned = read_pin(Format::Yaml, &values, &PinLocation::Scalar(path("image.tag"))).unwrap();
+        assert_eq!(pinned, Pinned { tag: Some("1.41.0".into()), digest: None });
+        let pinned_json = read_pin(
+            Format::Json,
+            &fixture("values.json"),
+            &PinLocation::Scalar(path("image.tag")),
+        )
+        .unwrap();
+        assert_eq!(pinned_json.tag.as_deref(), Some("1.41.0"));
+        let with_digest = set_helm_image(&values, &path("image"), None, Some(NEW_DIGEST)).unwrap();
+        let pinned = read_pin(Format::Yaml, &with_digest, &PinLocation::Scalar(path("image.tag"))).unwrap();
+        assert_eq!(pinned.digest.as_deref(), Some(NEW_DIGEST));
+        assert_eq!(
+            read_pin(Format::Yaml, &values, &PinLocation::Scalar(path("image.nope"))),
+            Err(EditError::PathNotFound { path: path("image.nope") })
+        );
+        assert!(read_pin(
+            Format::Json,
+            &fixture("kustomization.json"),
+            &PinLocation::KustomizeImage(WORKER.into())
+        )
+        .unwrap()
+            == Pinned::default());
+    }
+
+    #[test]
+    fn formats_follow_the_file_name() {
+        assert_eq!(Format::from_path(Path::new("a/values.json")), Format::Json);
+        assert_eq!(Format::from_path(Path::new("a/VALUES.JSON")), Format::Json);
+        assert_eq!(Format::from_path(Path::new("kustomization.yaml")), Format::Yaml);
+        assert_eq!(Format::from_path(Path::new("Kustomization")), Format::Yaml);
     }
 
     #[test]

@@ -24,6 +24,18 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The thing acted on does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The action does not fit the current state.
+    #[error("{message}")]
+    Conflict {
+        /// Why.
+        message: String,
+    },
     /// A stored value could not be decoded.
     #[error("decode stored {what}: {reason}")]
     Corrupt {

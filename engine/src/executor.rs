@@ -54,16 +54,30 @@ pub enum RetryDecision {
 /// Most attempts a step gets for transient errors.
 pub const MAX_ATTEMPTS: u32 = 6;
 
+/// A step's retry settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// First delay, doubled per attempt.
+    pub backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self { max_attempts: MAX_ATTEMPTS, backoff: Duration::from_millis(500) }
+    }
+}
+
 /// The one retry policy: terminal errors fail at once; transient ones back off exponentially
-/// (0.5 s, 1 s, 2 s, … capped at 60 s) with ±20 % jitter, honouring a server's Retry-After,
-/// until [`MAX_ATTEMPTS`].
-pub fn retry_policy(error: &StepError, attempt: u32) -> RetryDecision {
+/// from the step's `backoff` (default 0.5 s, 1 s, 2 s, … capped at 60 s) with ±20 % jitter,
+/// honouring a server's Retry-After, until the step's attempts (default [`MAX_ATTEMPTS`]) are used.
+pub fn retry_policy(settings: RetrySettings, error: &StepError, attempt: u32) -> RetryDecision {
     match error {
         StepError::Terminal { .. } => RetryDecision::Fail,
-        StepError::Transient { .. } if attempt >= MAX_ATTEMPTS => RetryDecision::Fail,
+        StepError::Transient { .. } if attempt >= settings.max_attempts => RetryDecision::Fail,
         StepError::Transient { retry_after, .. } => {
-            let base =
-                Duration::from_millis(500).saturating_mul(1 << attempt.saturating_sub(1).min(10));
+            let base = settings.backoff.saturating_mul(1 << attempt.saturating_sub(1).min(10));
             let base = base.min(Duration::from_secs(60));
             let jitter = rand::rng().random_range(0.8..1.2);
             let delay = base.mul_f64(jitter);
@@ -112,6 +126,10 @@ impl Executor {
             );
         }
         let mut workers = tokio::task::JoinSet::new();
+        let admitter = self.clone();
+        workers.spawn(async move { admitter.admit_forever().await });
+        let heart = self.clone();
+        workers.spawn(async move { heart.heartbeat_forever().await });
         for _ in 0..self.options.workers.max(1) {
             let executor = self.clone();
             workers.spawn(async move { executor.work().await });
@@ -122,6 +140,40 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    async fn admit_forever(&self) {
+        loop {
+            let notified = self.wake.notified();
+            match self.store.admit(now_millis()).await {
+                Ok(admission) => {
+                    for run in &admission.superseded {
+                        tracing::info!(run, "run superseded by a newer artifact");
+                    }
+                    if !admission.admitted.is_empty() {
+                        self.wake.notify_waiters();
+                    }
+                }
+                Err(error) => tracing::warn!(error = %crate::steps::chain(&error), "admission failed; will retry"),
+            }
+            let _ = tokio::time::timeout(self.options.idle_poll, notified).await;
+        }
+    }
+
+    /// Renews this executor's leases, so that only a dead executor's steps are taken over.
+    async fn heartbeat_forever(&self) {
+        let every = (self.options.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let until = now_millis() + self.options.lease.as_millis() as i64;
+            if let Err(error) = self.store.heartbeat(&self.owner, until).await {
+                tracing::warn!(error = %crate::steps::chain(&error), "lease heartbeat failed");
+            }
+            // Steps of executors that stopped renewing are handed out again.
+            if let Err(error) = self.store.recover(&self.owner, now_millis()).await {
+                tracing::warn!(error = %crate::steps::chain(&error), "lease recovery failed");
+            }
+        }
     }
 
     async fn work(&self) {
@@ -171,6 +223,11 @@ impl Executor {
             };
         };
         let attempt = claimed.attempt;
+        let retry = RetrySettings {
+            max_attempts: claimed.max_attempts.unwrap_or(MAX_ATTEMPTS).max(1),
+            backoff: claimed.backoff_ms.map_or(RetrySettings::default().backoff, Duration::from_millis),
+        };
+        let timeout = claimed.timeout_ms.map_or(self.options.step_timeout, Duration::from_millis);
         let ctx = StepContext {
             run_id: claimed.run_id,
             step: claimed.name,
@@ -180,10 +237,11 @@ impl Executor {
             digest: claimed.digest,
             run_created_at: claimed.run_created_at,
             outputs: claimed.outputs,
+            progress: claimed.progress,
+            started_at: claimed.started_at,
             capabilities: self.capabilities.clone(),
         };
         tracing::info!(run = %ctx.run_id, step = %ctx.step, attempt, "step started");
-        let timeout = self.options.step_timeout;
         // A separate task, so that a panicking step fails its run instead of the executor.
         let task = tokio::spawn(async move {
             let ctx = ctx;
@@ -205,16 +263,13 @@ impl Executor {
                 outputs,
                 pin_digest,
             },
-            Ok(StepOutcome::Waiting {
-                retry_in,
-                reason,
-                progress,
-            }) => StepRecord::Waiting {
-                until: now_millis() + retry_in.as_millis() as i64,
+            Ok(StepOutcome::Waiting { retry_in, wake_on, reason, progress }) => StepRecord::Waiting {
+                until: now_millis().saturating_add(retry_in.as_millis().min(i64::MAX as u128) as i64),
+                wake_on,
                 outputs: progress,
                 reason,
             },
-            Err(error) => match retry_policy(&error, attempt) {
+            Err(error) => match retry_policy(retry, &error, attempt) {
                 RetryDecision::RetryIn(delay) => {
                     tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "step failed; retrying");
                     StepRecord::Retry {
@@ -240,7 +295,7 @@ mod tests {
     #[test]
     fn terminal_errors_fail_at_once() {
         assert_eq!(
-            retry_policy(&StepError::terminal("denied"), 1),
+            retry_policy(RetrySettings::default(), &StepError::terminal("denied"), 1),
             RetryDecision::Fail
         );
     }
@@ -248,10 +303,10 @@ mod tests {
     #[test]
     fn transient_errors_back_off_then_fail() {
         let error = StepError::transient("503");
-        let RetryDecision::RetryIn(first) = retry_policy(&error, 1) else {
+        let RetryDecision::RetryIn(first) = retry_policy(RetrySettings::default(), &error, 1) else {
             panic!("should retry")
         };
-        let RetryDecision::RetryIn(third) = retry_policy(&error, 3) else {
+        let RetryDecision::RetryIn(third) = retry_policy(RetrySettings::default(), &error, 3) else {
             panic!("should retry")
         };
         assert!(
@@ -262,7 +317,11 @@ mod tests {
             third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400),
             "{third:?}"
         );
-        assert_eq!(retry_policy(&error, MAX_ATTEMPTS), RetryDecision::Fail);
+        assert_eq!(retry_policy(RetrySettings::default(), &error, MAX_ATTEMPTS), RetryDecision::Fail);
+        let custom = RetrySettings { max_attempts: 2, backoff: Duration::from_secs(10) };
+        let RetryDecision::RetryIn(delay) = retry_policy(custom, &error, 1) else { panic!("should retry") };
+        assert!(delay >= Duration::from_secs(8), "{delay:?}");
+        assert_eq!(retry_policy(custom, &error, 2), RetryDecision::Fail);
     }
 
     #[test]
@@ -272,7 +331,7 @@ mod tests {
             retry_after: Some(Duration::from_secs(30)),
         };
         assert_eq!(
-            retry_policy(&error, 1),
+            retry_policy(RetrySettings::default(), &error, 1),
             RetryDecision::RetryIn(Duration::from_secs(30))
         );
     }

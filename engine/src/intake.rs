@@ -79,3 +79,43 @@ pub async fn process_inbox(
         }
     }
 }
+
+/// Starts the follow-up promotions of succeeded runs: every environment that comes `after`
+/// the run's environment, once all the environments it waits for have the same digest
+/// (fan-in). Created in the transaction that marks the run advanced, and at most once per
+/// (app, environment, digest), so a crash or a second replica cannot start one twice.
+pub async fn advance_runs(store: &Arc<dyn Store>, config: &Config) -> Result<Vec<String>, StoreError> {
+    let mut created = Vec::new();
+    loop {
+        let runs = store.runs_to_advance(64).await?;
+        if runs.is_empty() {
+            return Ok(created);
+        }
+        for run in runs {
+            let Some(digest) = run.digest.clone() else {
+                store.advance(&run.id, "", &[]).await?;
+                continue;
+            };
+            let mut plans = Vec::new();
+            // A rollback restores an environment; it does not promote onwards.
+            if run.origin != "rollback" {
+                let promoted = store.promoted_environments(&run.app, &digest).await?;
+                for env in gantry_workflows::next_environments(config, &run.environment) {
+                    if !env.after.iter().all(|a| promoted.contains(a)) {
+                        continue;
+                    }
+                    match gantry_workflows::follow_up(config, &run.plan, env) {
+                        Ok(Some(plan)) => plans.push(plan),
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(run = %run.id, environment = %env.name, %error, "cannot plan the follow-up"),
+                    }
+                }
+            }
+            let ids = store.advance(&run.id, &digest, &plans).await?;
+            for id in &ids {
+                tracing::info!(run = %id, after = %run.id, "follow-up run created");
+            }
+            created.extend(ids);
+        }
+    }
+}

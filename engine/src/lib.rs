@@ -7,7 +7,9 @@
 //! `gates` for verdicts) and must not know about HTTP routing or JSON wire formats: the
 //! binary owns those.
 
+pub mod actions;
 pub mod capabilities;
+pub mod drift;
 pub mod edit;
 pub mod error;
 pub mod executor;
@@ -19,6 +21,7 @@ pub mod model;
 pub mod registry;
 pub mod steps;
 pub mod store;
+pub mod supply_chain;
 pub mod templates;
 
 pub use capabilities::Capabilities;

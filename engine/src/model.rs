@@ -109,6 +109,10 @@ pub struct Run {
     pub plan: Plan,
     /// Why the run failed, if it did.
     pub error: Option<String>,
+    /// Why the run exists: `promotion`, `follow-up`, `rollback` or `manual`.
+    pub origin: String,
+    /// Whether the concurrency rules let it execute yet.
+    pub admitted: bool,
     /// Creation time.
     pub created_at: Millis,
     /// Last change.

@@ -22,21 +22,13 @@ pub fn binary() -> &'static str {
 
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 impl Gantry {
     /// Starts `gantry <command> --listen …` with the given data and config directories and
     /// extra environment, and waits until `/healthz` answers (or the process dies).
-    pub fn start(
-        command: &str,
-        data_dir: &Path,
-        config_dir: &Path,
-        env: &[(&str, &str)],
-    ) -> Gantry {
+    pub fn start(command: &str, data_dir: &Path, config_dir: &Path, env: &[(&str, &str)]) -> Gantry {
         let port = free_port();
         let log = data_dir.with_extension(format!("{port}.log"));
         let output = std::fs::File::create(&log).expect("create log");
@@ -57,11 +49,7 @@ impl Gantry {
             cmd.env(key, value);
         }
         let child = cmd.spawn().expect("spawn gantry");
-        let mut gantry = Gantry {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-        };
+        let mut gantry = Gantry { child, url: format!("http://127.0.0.1:{port}"), log };
         gantry.wait_healthy();
         gantry
     }
@@ -70,20 +58,14 @@ impl Gantry {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "gantry exited with {status} before answering:\n{}",
-                    self.output()
-                );
+                panic!("gantry exited with {status} before answering:\n{}", self.output());
             }
             if std::net::TcpStream::connect(self.url.trim_start_matches("http://")).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!(
-            "gantry did not start listening within 30s:\n{}",
-            self.output()
-        );
+        panic!("gantry did not start listening within 30s:\n{}", self.output());
     }
 
     /// Everything the process printed so far.
@@ -120,11 +102,7 @@ impl Drop for Gantry {
 
 /// Runs `gantry` with arguments to completion; returns (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(binary())
-        .args(args)
-        .env("GANTRY_LOG", "warn")
-        .output()
-        .expect("run gantry");
+    let output = Command::new(binary()).args(args).env("GANTRY_LOG", "warn").output().expect("run gantry");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -134,26 +112,14 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 
 /// `git` in `dir`, returning stdout; panics with stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new("git").arg("-C").arg(dir).args(args).output().expect("run git");
+    assert!(output.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Lines a unified diff changes (`+`/`-` lines without the file headers).
 pub fn changed_lines(diff: &str) -> Vec<&str> {
     diff.lines()
-        .filter(|l| {
-            (l.starts_with('+') && !l.starts_with("+++"))
-                || (l.starts_with('-') && !l.starts_with("---"))
-        })
+        .filter(|l| (l.starts_with('+') && !l.starts_with("+++")) || (l.starts_with('-') && !l.starts_with("---")))
         .collect()
 }

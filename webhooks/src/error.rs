@@ -23,6 +23,25 @@ pub enum SignatureError {
     /// There is no (non-empty) secret to verify against, so nothing can be accepted.
     #[error("verify the webhook signature: no webhook secret is configured")]
     NoSecretConfigured,
+    /// The request carried no shared-secret token header (GitLab's `X-Gitlab-Token`).
+    #[error("verify the webhook token: the request has no token header")]
+    TokenMissing,
+    /// The token header matches none of the configured tokens.
+    #[error("verify the webhook token: it matches none of the configured tokens")]
+    TokenMismatch,
+}
+
+/// Why a delivery's deduplication key could not be read from its headers.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DeliveryKeyError {
+    /// A delivery-id header is present but unusable as a key.
+    #[error("read the `{header}` header: {reason}")]
+    Invalid {
+        /// The header's name, e.g. `Idempotency-Key`.
+        header: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
 /// Why a delivery's body could not be turned into an event.

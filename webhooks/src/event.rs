@@ -21,9 +21,11 @@ pub enum Forge {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
-    /// Commits were pushed to a branch (including the push that creates the branch).
+    /// Commits were pushed to a branch (including the push that creates the branch). A branch
+    /// creation reported without its commit (GitHub's `create`) is also a push, with no
+    /// [`GitEvent::sha`].
     Push,
-    /// A tag was pushed or created.
+    /// A tag was pushed or created (with no [`GitEvent::sha`] when reported without its commit).
     Tag,
     /// A branch or tag was deleted.
     Delete,
@@ -35,7 +37,8 @@ pub enum EventKind {
     Package,
     /// A CI run finished.
     Ci,
-    /// Anything else a forge module chose to pass on.
+    /// Anything else a forge module chose to pass on, such as a change request being opened,
+    /// updated or closed without merging.
     Other,
 }
 
@@ -66,6 +69,79 @@ pub struct ChangeRequest {
     pub head: Option<String>,
 }
 
+/// An image (or other package) that was published to a forge's registry.
+///
+/// For an image, [`PackageRef::image`], [`PackageRef::tag`] and [`PackageRef::digest`] say
+/// what to promote; a digest is only ever filled in when it is a well-formed OCI digest, so a
+/// consumer never pins an image by a value the forge truncated or garbled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRef {
+    /// The package type as the forge names it, lowercased: `container`, `docker`, `npm`, …
+    pub package_type: String,
+    /// The package's name, e.g. `hello-world`.
+    pub name: String,
+    /// The version the forge lists, when it is not just the digest again (e.g. `1.0.0`).
+    pub version: Option<String>,
+    /// For an image: the repository to pull it from, without tag or digest, e.g.
+    /// `ghcr.io/octo-org/app`.
+    pub image: Option<String>,
+    /// For an image: the tag that was pushed; `None` for an untagged push.
+    pub tag: Option<String>,
+    /// For an image: the manifest digest, e.g. `sha256:3da1…`.
+    pub digest: Option<String>,
+    /// A link to the package for humans.
+    pub url: Option<String>,
+}
+
+impl PackageRef {
+    /// Whether this is a container image gantry could promote.
+    pub fn is_image(&self) -> bool {
+        self.image.is_some()
+    }
+}
+
+/// How a finished CI run ended, in the same words for every forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CiConclusion {
+    /// Every required job passed.
+    Success,
+    /// A job failed, timed out, or the run could not start.
+    Failure,
+    /// Someone or something cancelled the run.
+    Cancelled,
+    /// The run was skipped.
+    Skipped,
+    /// The run ended without passing or failing (GitHub's `neutral`, `stale`,
+    /// `action_required`, or a word gantry does not know yet).
+    Neutral,
+}
+
+impl CiConclusion {
+    /// Whether a gate that needs green CI may pass on this conclusion.
+    pub fn is_success(self) -> bool {
+        self == Self::Success
+    }
+}
+
+/// A CI run (a GitHub Actions workflow run, a GitLab pipeline) that finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CiRun {
+    /// The forge's id for the run.
+    pub id: u64,
+    /// The workflow or pipeline name, when it has one.
+    pub name: Option<String>,
+    /// How the run ended; `None` when the forge said the run completed but gave no result.
+    pub conclusion: Option<CiConclusion>,
+    /// The forge's own word for the result (`success`, `timed_out`, `canceled`, …), kept for
+    /// display because [`CiRun::conclusion`] folds several of them together.
+    pub outcome: Option<String>,
+    /// What started the run, in the forge's words (`push`, `merge_request_event`, …).
+    pub trigger: Option<String>,
+    /// A link to the run for humans.
+    pub url: Option<String>,
+}
+
 /// One normalized Git event, the same shape for every forge. No forge payload type leaks past this crate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GitEvent {
@@ -77,15 +153,22 @@ pub struct GitEvent {
     /// repository (an organization ping, say) this is the owning account, or empty when the
     /// payload names none.
     pub repo: String,
-    /// Whether [`GitEvent::ref_name`] is a branch or a tag, when the event concerns a ref.
+    /// Whether [`GitEvent::ref_name`] is a branch or a tag, when the event concerns a ref and
+    /// the forge says which (a GitHub workflow run does not).
     pub ref_kind: Option<RefKind>,
-    /// The short ref name, without `refs/heads/` or `refs/tags/`.
+    /// The short ref name, without `refs/heads/` or `refs/tags/`. For a merge it is the branch
+    /// merged into; for any other change request event, the branch the request comes from; for
+    /// a CI run, the branch or tag it ran on.
     #[serde(rename = "ref")]
     pub ref_name: Option<String>,
-    /// The commit the ref pointed at before the event; `None` when the ref did not exist yet.
+    /// The commit the ref pointed at before the event; `None` when the ref did not exist yet or
+    /// the forge did not say.
     pub before: Option<String>,
-    /// The commit the event points at; `None` for deletions. For an annotated tag this is the
-    /// tagged commit, not the tag object.
+    /// The commit the event points at, always a full 40 or 64 digit id: the pushed commit (for
+    /// an annotated tag the tagged commit, not the tag object), the commit a merge left on the
+    /// target branch, the commit a CI run tested, or the commit an image was built from (its
+    /// `org.opencontainers.image.revision` label). `None` for deletions, for branch and tag
+    /// creations reported without a commit (GitHub's `create`), and when the forge names none.
     pub sha: Option<String>,
     /// Whether the ref was deleted.
     pub deleted: bool,
@@ -101,18 +184,44 @@ pub struct GitEvent {
     /// duplicates; empty when the forge did not say. Forges truncate long commit lists, so this
     /// is a hint for path filters, not an exhaustive diff.
     pub changed_paths: Vec<String>,
+    /// The package a [`EventKind::Package`] event published. Absent from events stored before
+    /// the field existed, hence the serde default.
+    #[serde(default)]
+    pub package: Option<PackageRef>,
+    /// The finished CI run of a [`EventKind::Ci`] event. Absent from events stored before the
+    /// field existed, hence the serde default.
+    #[serde(default)]
+    pub ci: Option<CiRun>,
 }
 
 impl GitEvent {
+    /// An event of `kind` in `repo` with nothing else known yet; callers fill in the rest.
+    pub fn new(forge: Forge, kind: EventKind, repo: impl Into<String>) -> Self {
+        Self {
+            forge,
+            kind,
+            repo: repo.into(),
+            ref_kind: None,
+            ref_name: None,
+            before: None,
+            sha: None,
+            deleted: false,
+            merged: false,
+            actor: None,
+            change_request: None,
+            timestamp: None,
+            changed_paths: Vec::new(),
+            package: None,
+            ci: None,
+        }
+    }
+
     /// The first seven characters of [`GitEvent::sha`] (all of it if shorter), for display.
     pub fn short_sha(&self) -> Option<&str> {
         let sha = self.sha.as_deref()?;
         // Cut on a character boundary: events can be deserialized from anywhere, so the
         // value is not guaranteed to be ASCII hex.
-        let end = sha
-            .char_indices()
-            .nth(7)
-            .map_or(sha.len(), |(index, _)| index);
+        let end = sha.char_indices().nth(7).map_or(sha.len(), |(index, _)| index);
         Some(&sha[..end])
     }
 }
@@ -123,19 +232,10 @@ mod tests {
 
     fn event_with_sha(sha: Option<&str>) -> GitEvent {
         GitEvent {
-            forge: Forge::Github,
-            kind: EventKind::Push,
-            repo: "octo-org/app".to_owned(),
             ref_kind: Some(RefKind::Branch),
             ref_name: Some("main".to_owned()),
-            before: None,
             sha: sha.map(str::to_owned),
-            deleted: false,
-            merged: false,
-            actor: None,
-            change_request: None,
-            timestamp: None,
-            changed_paths: Vec::new(),
+            ..GitEvent::new(Forge::Github, EventKind::Push, "octo-org/app")
         }
     }
 
@@ -154,10 +254,7 @@ mod tests {
 
     #[test]
     fn short_sha_never_splits_a_character() {
-        assert_eq!(
-            event_with_sha(Some("ééééééééé")).short_sha(),
-            Some("ééééééé")
-        );
+        assert_eq!(event_with_sha(Some("ééééééééé")).short_sha(), Some("ééééééé"));
     }
 
     #[test]
@@ -171,5 +268,22 @@ mod tests {
 
         let back: GitEvent = serde_json::from_value(value).unwrap();
         assert_eq!(back, event_with_sha(Some("abc")));
+    }
+
+    #[test]
+    fn events_stored_before_package_and_ci_existed_still_load() {
+        let mut value = serde_json::to_value(event_with_sha(Some("abc"))).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object.remove("package");
+        object.remove("ci");
+        let back: GitEvent = serde_json::from_value(value).unwrap();
+        assert_eq!(back, event_with_sha(Some("abc")));
+    }
+
+    #[test]
+    fn ci_conclusions_serialize_in_snake_case() {
+        assert_eq!(serde_json::to_value(CiConclusion::Cancelled).unwrap(), "cancelled");
+        assert!(CiConclusion::Success.is_success());
+        assert!(!CiConclusion::Neutral.is_success());
     }
 }

@@ -1,18 +1,31 @@
 //! GitHub deliveries: `X-Hub-Signature-256` verification and payload normalization.
 //!
 //! GitHub signs the raw body with HMAC-SHA256 keyed by the hook's secret and sends the hex digest
-//! as `sha256=<hex>`. Payloads are read as loose JSON rather than typed structs because their
-//! shape varies across event versions, GitHub Enterprise releases and hook kinds; only the
-//! fields gantry relies on are required, and each missing or mistyped one is reported by name.
+//! as `sha256=<hex>`. Payloads are read as loose JSON (see the `payload` module): only the fields
+//! gantry relies on are required, and each missing or mistyped one is reported by name.
+//!
+//! What each `X-GitHub-Event` becomes:
+//!
+//! | event | becomes |
+//! |---|---|
+//! | `push` | [`EventKind::Push`] (branch), [`EventKind::Tag`], or [`EventKind::Delete`] |
+//! | `create` | [`EventKind::Push`] (branch) or [`EventKind::Tag`], without a commit |
+//! | `delete` | [`EventKind::Delete`] |
+//! | `pull_request` | [`EventKind::Merge`] when closed by merging, [`EventKind::Other`] otherwise |
+//! | `ping` | [`EventKind::Ping`] |
+//! | `package`, `registry_package` (`published`) | [`EventKind::Package`] |
+//! | `workflow_run` (`completed`) | [`EventKind::Ci`] |
+//! | anything else | [`Parsed::Ignored`] |
 
-use std::collections::BTreeSet;
-
-use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::Sha256;
 
-use crate::{EventKind, Forge, GitEvent, ParseError, Parsed, RefKind, SignatureError};
+use crate::payload::{self, Payload, is_commit_id, is_image_digest, is_zero_id, split_ref};
+use crate::{
+    ChangeRequest, CiConclusion, CiRun, EventKind, Forge, GitEvent, PackageRef, ParseError, Parsed, RefKind,
+    SignatureError,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -22,27 +35,35 @@ const SIGNATURE_PREFIX: &str = "sha256=";
 /// Length of a hex-encoded SHA-256 digest.
 const SIGNATURE_HEX_LEN: usize = 64;
 
+/// Top-level keys that mark an event type [`parse`] ignores even when the payload also embeds a
+/// workflow run or pull request.
+const OTHER_EVENT_KEYS: [&str; 10] = [
+    "deployment",
+    "deployment_status",
+    "workflow_job",
+    "check_run",
+    "check_suite",
+    "release",
+    "review",
+    "comment",
+    "issue",
+    "thread",
+];
+
+/// The OCI image label that build tools set to the commit an image was built from.
+const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+
 /// Verifies `X-Hub-Signature-256` (`sha256=<hex>`) over the raw body with any of the given secrets
 /// (several are accepted so secrets can be rotated). Constant-time comparison (hmac's verify_slice).
 ///
 /// Empty secrets are skipped: an empty HMAC key is something anyone can guess, so a list holding
 /// only empty secrets counts as [`SignatureError::NoSecretConfigured`].
-pub fn verify_signature(
-    secrets: &[&[u8]],
-    signature_header: Option<&str>,
-    body: &[u8],
-) -> Result<(), SignatureError> {
-    let mut usable_secrets = secrets
-        .iter()
-        .filter(|secret| !secret.is_empty())
-        .peekable();
+pub fn verify_signature(secrets: &[&[u8]], signature_header: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
+    let mut usable_secrets = secrets.iter().filter(|secret| !secret.is_empty()).peekable();
     if usable_secrets.peek().is_none() {
         return Err(SignatureError::NoSecretConfigured);
     }
-    let header = signature_header
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .ok_or(SignatureError::Missing)?;
+    let header = signature_header.map(str::trim).filter(|value| !value.is_empty()).ok_or(SignatureError::Missing)?;
     let expected = decode_signature(header)?;
 
     // Every secret is tried even after a match so the response time does not reveal which
@@ -53,59 +74,75 @@ pub fn verify_signature(
         mac.update(body);
         matched |= mac.verify_slice(&expected).is_ok();
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 /// Computes the header value GitHub would send for this body (used by the demo sender and tests).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = keyed_mac(secret);
     mac.update(body);
-    format!(
-        "{SIGNATURE_PREFIX}{}",
-        hex::encode(mac.finalize().into_bytes())
-    )
+    format!("{SIGNATURE_PREFIX}{}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Parses one delivery given its `X-GitHub-Event` value and body.
 ///
-/// `push` and `ping` become events. Every other event type is [`Parsed::Ignored`], as is a push
-/// to a ref outside `refs/heads/` and `refs/tags/`. The body must be JSON whatever the event type
-/// (hooks must be configured with content type `application/json`).
+/// The table in the module documentation says what each event type becomes. Event types and
+/// actions gantry has no use for are [`Parsed::Ignored`], as is a push to a ref outside
+/// `refs/heads/` and `refs/tags/`. The body must be JSON whatever the event type (hooks must be
+/// configured with content type `application/json`).
+///
+/// GitHub sends a `push` alongside every `create` and `delete` of a branch or tag. Only the push
+/// carries the commit, so a `create` never names one ([`GitEvent::sha`] is `None`) and cannot
+/// start a promotion on its own; a deletion arrives twice (as a `push` and as a `delete`), so
+/// whatever reacts to deletions must be idempotent.
 pub fn parse(event_type: &str, body: &[u8]) -> Result<Parsed, ParseError> {
     let event_type = event_type.trim();
     if event_type.is_empty() {
         return Err(ParseError::MissingEventType);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|source| ParseError::InvalidJson {
-        event_type: event_type.to_owned(),
-        source,
-    })?;
-    let Value::Object(root) = value else {
-        return Err(ParseError::NotAnObject {
-            event_type: event_type.to_owned(),
-        });
-    };
-    let payload = Payload {
-        event_type,
-        root: &root,
-    };
+    let root = payload::decode(event_type, body)?;
+    let payload = Payload::new(event_type, &root);
     match event_type {
         "push" => parse_push(&payload),
         "ping" => parse_ping(&payload).map(Parsed::Event),
-        // GitHub sends a `push` alongside every `create` and `delete` of a branch or tag, and
-        // the push carries the commit ids, so acting on both would double every event.
-        "create" | "delete" => Ok(ignored(
-            event_type,
-            "branch and tag creation and deletion are handled through the matching `push` event",
-        )),
-        other => Ok(ignored(
-            other,
-            &format!("gantry does not act on GitHub `{other}` events"),
-        )),
+        "create" => parse_ref_change(&payload, false),
+        "delete" => parse_ref_change(&payload, true),
+        "pull_request" => parse_pull_request(&payload).map(Parsed::Event),
+        "package" | "registry_package" => parse_package(&payload, event_type),
+        "workflow_run" => parse_workflow_run(&payload),
+        other => Ok(ignored(other, &format!("gantry does not act on GitHub `{other}` events"))),
+    }
+}
+
+/// Guesses the `X-GitHub-Event` value from a body's top-level keys, for tools that replay a
+/// saved payload without its headers. Only the event types [`parse`] turns into events are
+/// recognized; `None` means "say which one it is".
+pub fn infer_event_type(body: &[u8]) -> Option<&'static str> {
+    let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    let has = |key: &str| root.contains_key(key);
+    if has("zen") && has("hook_id") {
+        Some("ping")
+    } else if has("ref") && has("before") && has("after") {
+        Some("push")
+    } else if has("ref") && has("ref_type") {
+        // Only `create` payloads carry the repository's default branch.
+        if has("master_branch") { Some("create") } else { Some("delete") }
+    } else if OTHER_EVENT_KEYS.iter().any(|key| has(key)) {
+        // Deployment, check and review payloads embed workflow runs and pull requests too;
+        // their own object says what they are.
+        None
+    } else if has("workflow_run") && has("workflow") {
+        Some("workflow_run")
+    } else if has("registry_package") {
+        Some("registry_package")
+    } else if has("package") && has("action") {
+        Some("package")
+    } else if has("pull_request") && has("action") {
+        Some("pull_request")
+    } else {
+        None
     }
 }
 
@@ -128,9 +165,7 @@ fn decode_signature(header: &str) -> Result<Vec<u8>, SignatureError> {
         return Err(malformed(reason));
     };
     if !hex_digest.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(malformed(format!(
-            "the digest after `{SIGNATURE_PREFIX}` is not hexadecimal"
-        )));
+        return Err(malformed(format!("the digest after `{SIGNATURE_PREFIX}` is not hexadecimal")));
     }
     if hex_digest.len() != SIGNATURE_HEX_LEN {
         return Err(malformed(format!(
@@ -142,43 +177,32 @@ fn decode_signature(header: &str) -> Result<Vec<u8>, SignatureError> {
 }
 
 fn ignored(event_type: &str, reason: &str) -> Parsed {
-    Parsed::Ignored {
-        event_type: event_type.to_owned(),
-        reason: reason.to_owned(),
-    }
+    Parsed::Ignored { event_type: event_type.to_owned(), reason: reason.to_owned() }
+}
+
+/// The repository's full name, which every repository event carries.
+fn repository(payload: &Payload<'_>) -> Result<String, ParseError> {
+    payload.required_nonempty_str("repository.full_name").map(str::to_owned)
+}
+
+fn sender(payload: &Payload<'_>) -> Result<Option<String>, ParseError> {
+    Ok(payload.optional_nonempty_str("sender.login")?.map(str::to_owned))
 }
 
 /// Normalizes a `push` delivery: a branch push, a tag push, or the deletion of either.
 fn parse_push(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
     let full_ref = payload.required_str("ref")?;
-    let (ref_kind, ref_name) = if let Some(name) = full_ref.strip_prefix("refs/heads/") {
-        (RefKind::Branch, name)
-    } else if let Some(name) = full_ref.strip_prefix("refs/tags/") {
-        (RefKind::Tag, name)
-    } else {
-        return Ok(ignored(
-            payload.event_type,
-            &format!("`{full_ref}` is neither a branch nor a tag"),
-        ));
+    let Some((ref_kind, ref_name)) = split_ref(full_ref) else {
+        return Ok(ignored(payload.event_type, &format!("`{full_ref}` is neither a branch nor a tag")));
     };
     if ref_name.is_empty() {
         return Err(payload.invalid("ref", "names no branch or tag"));
     }
 
-    let after = payload.required_str("after")?;
-    check_commit_id(payload, "after", after)?;
-    let before = payload.optional_str("before")?;
-    if let Some(before) = before {
-        check_commit_id(payload, "before", before)?;
-    }
-    let head_commit_id = payload.optional_str("head_commit.id")?;
-    if let Some(id) = head_commit_id {
-        check_commit_id(payload, "head_commit.id", id)?;
-    }
-    let repo = payload.required_str("repository.full_name")?;
-    if repo.is_empty() {
-        return Err(payload.invalid("repository.full_name", "is empty"));
-    }
+    let after = payload.required_commit("after")?;
+    let before = payload.optional_commit("before")?;
+    let head_commit_id = payload.optional_commit("head_commit.id")?;
+    let repo = repository(payload)?;
 
     // GitHub marks a deletion both ways; trust either so a payload missing `deleted` still
     // never yields the all-zero id as a commit to promote.
@@ -195,183 +219,320 @@ fn parse_push(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
         (false, RefKind::Branch) => EventKind::Push,
         (false, RefKind::Tag) => EventKind::Tag,
     };
-    let actor = match payload.optional_str("pusher.name")? {
-        Some(name) if !name.is_empty() => Some(name),
-        _ => payload.optional_str("sender.login")?,
-    };
-    let timestamp = match payload.optional_timestamp("head_commit.timestamp")? {
-        Some(timestamp) => Some(timestamp),
-        None => payload.optional_timestamp("repository.pushed_at")?,
-    };
+    let actor = payload.first_nonempty_str(&["pusher.name", "sender.login"])?;
+    let timestamp = payload.first_timestamp(&["head_commit.timestamp", "repository.pushed_at"])?;
 
     Ok(Parsed::Event(GitEvent {
-        forge: Forge::Github,
-        kind,
-        repo: repo.to_owned(),
         ref_kind: Some(ref_kind),
         ref_name: Some(ref_name.to_owned()),
         before: before.filter(|id| !is_zero_id(id)).map(str::to_owned),
         sha,
         deleted,
-        merged: false,
         actor: actor.map(str::to_owned),
-        change_request: None,
         timestamp,
-        changed_paths: changed_paths(payload)?,
+        changed_paths: payload.changed_paths("commits")?,
+        ..GitEvent::new(Forge::Github, kind, repo)
     }))
 }
 
 /// Normalizes a `ping`, sent once when a hook is created and on demand.
 fn parse_ping(payload: &Payload<'_>) -> Result<GitEvent, ParseError> {
     // Organization and app hooks are not attached to a repository, so fall back to the owner.
-    let repo = match payload.optional_str("repository.full_name")? {
-        Some(name) => Some(name),
-        None => payload.optional_str("organization.login")?,
+    let repo = payload.first_nonempty_str(&["repository.full_name", "organization.login"])?;
+    Ok(GitEvent { actor: sender(payload)?, ..GitEvent::new(Forge::Github, EventKind::Ping, repo.unwrap_or_default()) })
+}
+
+/// Normalizes a `create` or `delete` of a branch or tag. These name the ref but no commit.
+fn parse_ref_change(payload: &Payload<'_>, deleted: bool) -> Result<Parsed, ParseError> {
+    let ref_type = payload.required_str("ref_type")?;
+    let ref_kind = match ref_type {
+        "branch" => RefKind::Branch,
+        "tag" => RefKind::Tag,
+        other => {
+            return Ok(ignored(
+                payload.event_type,
+                &format!("the created or deleted `{other}` is neither a branch nor a tag"),
+            ));
+        }
     };
+    let ref_name = payload.required_nonempty_str("ref")?;
+    let kind = match (deleted, ref_kind) {
+        (true, _) => EventKind::Delete,
+        (false, RefKind::Branch) => EventKind::Push,
+        (false, RefKind::Tag) => EventKind::Tag,
+    };
+    Ok(Parsed::Event(GitEvent {
+        ref_kind: Some(ref_kind),
+        ref_name: Some(ref_name.to_owned()),
+        deleted,
+        actor: sender(payload)?,
+        timestamp: payload.optional_timestamp("repository.pushed_at")?,
+        ..GitEvent::new(Forge::Github, kind, repository(payload)?)
+    }))
+}
+
+/// Normalizes a `pull_request` delivery. Only `closed` with `merged: true` is a merge; every
+/// other action is passed on as [`EventKind::Other`] so it can be recorded.
+///
+/// A merge points at the base branch and the merge commit (what the base now holds); any other
+/// action points at the head branch and its tip.
+fn parse_pull_request(payload: &Payload<'_>) -> Result<GitEvent, ParseError> {
+    let action = payload.required_str("action")?;
+    let number = match payload.optional_u64("number")? {
+        Some(number) => number,
+        None => payload.required_u64("pull_request.number")?,
+    };
+    let base = payload.required_nonempty_str("pull_request.base.ref")?;
+    let head = payload.required_nonempty_str("pull_request.head.ref")?;
+    let head_sha = payload.required_commit("pull_request.head.sha")?;
+    let request_merged = payload.optional_bool("pull_request.merged")?.unwrap_or(false);
+    let change_request = ChangeRequest {
+        number,
+        title: payload.optional_str("pull_request.title")?.map(str::to_owned),
+        url: payload.optional_str("pull_request.html_url")?.map(str::to_owned),
+        merged: request_merged,
+        base: Some(base.to_owned()),
+        head: Some(head.to_owned()),
+    };
+    let repo = repository(payload)?;
+
+    // A later action on an already merged request (a label, say) also says `merged: true`;
+    // only the `closed` delivery is the merge itself.
+    if action == "closed" && request_merged {
+        let merge_commit = payload.required_commit("pull_request.merge_commit_sha")?;
+        let actor = payload.first_nonempty_str(&["pull_request.merged_by.login", "sender.login"])?;
+        return Ok(GitEvent {
+            ref_kind: Some(RefKind::Branch),
+            ref_name: Some(base.to_owned()),
+            sha: Some(merge_commit.to_owned()),
+            merged: true,
+            actor: actor.map(str::to_owned),
+            change_request: Some(change_request),
+            timestamp: payload.first_timestamp(&["pull_request.merged_at", "pull_request.closed_at"])?,
+            ..GitEvent::new(Forge::Github, EventKind::Merge, repo)
+        });
+    }
     Ok(GitEvent {
-        forge: Forge::Github,
-        kind: EventKind::Ping,
-        repo: repo.unwrap_or_default().to_owned(),
-        ref_kind: None,
-        ref_name: None,
-        before: None,
-        sha: None,
-        deleted: false,
-        merged: false,
-        actor: payload.optional_str("sender.login")?.map(str::to_owned),
-        change_request: None,
-        timestamp: None,
-        changed_paths: Vec::new(),
+        ref_kind: Some(RefKind::Branch),
+        ref_name: Some(head.to_owned()),
+        sha: Some(head_sha.to_owned()),
+        actor: sender(payload)?,
+        change_request: Some(change_request),
+        timestamp: payload.optional_timestamp("pull_request.updated_at")?,
+        ..GitEvent::new(Forge::Github, EventKind::Other, repo)
     })
 }
 
-/// Collects the paths touched by the pushed commits.
-fn changed_paths(payload: &Payload<'_>) -> Result<Vec<String>, ParseError> {
-    let Some(commits) = payload.lookup("commits")? else {
-        return Ok(Vec::new());
+/// Normalizes a `package` or `registry_package` delivery (the object sits under a key named
+/// like the event). Only `published` is an event; for an image it names the image, its tag and
+/// its digest.
+fn parse_package(payload: &Payload<'_>, root_key: &str) -> Result<Parsed, ParseError> {
+    let action = payload.required_str("action")?;
+    if action != "published" {
+        return Ok(ignored(
+            payload.event_type,
+            &format!("only published packages are promoted; this delivery is `{action}`"),
+        ));
+    }
+    let field = |name: &str| format!("{root_key}.{name}");
+    let name = payload.required_nonempty_str(&field("name"))?;
+    let package_type = payload.required_str(&field("package_type"))?.to_ascii_lowercase();
+    let registry_type = payload.optional_str(&field("registry.type"))?.map(str::to_ascii_lowercase);
+    let container_metadata = payload.lookup(&field("package_version.container_metadata"))?;
+    // GitHub's own examples disagree with themselves (an image with `package_type: npm`), so
+    // any of the three signs makes it an image.
+    let is_image = matches!(package_type.as_str(), "container" | "docker")
+        || matches!(registry_type.as_deref(), Some("container" | "docker"))
+        || container_metadata.is_some();
+
+    let version = payload.optional_nonempty_str(&field("package_version.version"))?;
+    let mut package = PackageRef {
+        package_type,
+        name: name.to_owned(),
+        version: version.map(str::to_owned),
+        image: None,
+        tag: None,
+        digest: None,
+        url: payload.first_nonempty_str(&[&field("package_version.html_url"), &field("html_url")])?.map(str::to_owned),
     };
-    let Value::Array(commits) = commits else {
-        return Err(payload.invalid("commits", "is not an array"));
-    };
-    let mut paths = BTreeSet::new();
-    for (index, commit) in commits.iter().enumerate() {
-        let Value::Object(commit) = commit else {
-            return Err(payload.invalid(&format!("commits[{index}]"), "is not an object"));
-        };
-        for list in ["added", "modified", "removed"] {
-            let field = || format!("commits[{index}].{list}");
-            match commit.get(list) {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(entries)) => {
-                    for entry in entries {
-                        let Value::String(path) = entry else {
-                            return Err(
-                                payload.invalid(&field(), "holds a value that is not a string")
-                            );
-                        };
-                        paths.insert(path.clone());
+    let mut sha = None;
+    if is_image {
+        let package_url = payload.optional_nonempty_str(&field("package_version.package_url"))?;
+        let (image, url_tag) = match package_url {
+            Some(url) => split_image_reference(payload, &field("package_version.package_url"), url)?,
+            None => {
+                // Without a URL the image is GitHub's registry, the owner, and the name; both
+                // parts come from the payload, so both must be checked before forming a name.
+                let owner_fields =
+                    [field("owner.login"), "organization.login".to_owned(), "repository.owner.login".to_owned()];
+                let mut owner = None;
+                for owner_field in &owner_fields {
+                    if let Some(login) = payload.optional_nonempty_str(owner_field)? {
+                        owner = Some((owner_field.as_str(), login));
+                        break;
                     }
                 }
-                Some(_) => return Err(payload.invalid(&field(), "is not an array")),
+                let (owner_field, owner) = owner.ok_or_else(|| payload.missing(&owner_fields[0]))?;
+                check_image_path(payload, owner_field, owner)?;
+                check_image_path(payload, &field("name"), name)?;
+                (format!("ghcr.io/{owner}/{name}").to_ascii_lowercase(), None)
+            }
+        };
+        let tag_field = field("package_version.container_metadata.tag.name");
+        let tag = match payload.optional_nonempty_str(&tag_field)? {
+            Some(tag) => Some(check_image_tag(payload, &tag_field, tag)?),
+            None => url_tag,
+        };
+        // The first well-formed digest wins; GitHub's examples carry truncated ones, which must
+        // never be used to pin an image.
+        let digest_fields = [
+            field("package_version.container_metadata.tag.digest"),
+            field("package_version.container_metadata.manifest.digest"),
+            field("package_version.version"),
+            field("package_version.name"),
+        ];
+        let mut digest = None;
+        for digest_field in &digest_fields {
+            if let Some(candidate) = payload.optional_str(digest_field)?
+                && is_image_digest(candidate)
+            {
+                digest = Some(candidate.to_owned());
+                break;
             }
         }
+        // For an image the version is usually the digest again, which says nothing new.
+        if package.version.as_deref().is_some_and(|v| v.contains(':')) {
+            package.version = None;
+        }
+        package.image = Some(image);
+        package.tag = tag;
+        package.digest = digest;
+        sha = image_revision(payload, &field("package_version.container_metadata.labels"))?;
     }
-    Ok(paths.into_iter().collect())
+
+    let repo = payload.first_nonempty_str(&["repository.full_name", "organization.login", &field("owner.login")])?;
+    Ok(Parsed::Event(GitEvent {
+        sha,
+        actor: sender(payload)?,
+        timestamp: payload.first_timestamp(&[&field("updated_at"), &field("created_at")])?,
+        package: Some(package),
+        ..GitEvent::new(Forge::Github, EventKind::Package, repo.unwrap_or_default())
+    }))
 }
 
-/// Git object ids are 40 (SHA-1) or 64 (SHA-256) hex digits.
-fn check_commit_id(payload: &Payload<'_>, field: &str, id: &str) -> Result<(), ParseError> {
-    if matches!(id.len(), 40 | 64) && id.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        Err(payload.invalid(field, "is not a 40 or 64 digit hexadecimal commit id"))
+/// Splits `ghcr.io/owner/name:tag` (or `…@sha256:…`) into the lowercased repository and the
+/// tag, if any. GitHub writes `ghcr.io/owner/name:` with nothing after the colon for untagged
+/// pushes.
+fn split_image_reference(
+    payload: &Payload<'_>,
+    field: &str,
+    reference: &str,
+) -> Result<(String, Option<String>), ParseError> {
+    if reference.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(payload.invalid(field, "holds whitespace or characters outside ASCII"));
     }
+    let without_digest = reference.split_once('@').map_or(reference, |(name, _)| name);
+    // A colon after the last slash starts the tag; one before it belongs to a registry port.
+    let last_slash = without_digest.rfind('/').unwrap_or(0);
+    let (repository, tag) = match without_digest[last_slash..].find(':') {
+        Some(offset) => {
+            let colon = last_slash + offset;
+            (&without_digest[..colon], &without_digest[colon + 1..])
+        }
+        None => (without_digest, ""),
+    };
+    if repository.is_empty() || repository.ends_with('/') {
+        return Err(payload.invalid(field, "names no image repository"));
+    }
+    let tag = if tag.is_empty() { None } else { Some(check_image_tag(payload, field, tag)?) };
+    // Registries reject upper case in repository names, and GitHub's URLs keep the owner's case.
+    Ok((repository.to_ascii_lowercase(), tag))
 }
 
-/// GitHub writes an all-zero id for the missing side of a ref creation or deletion.
-fn is_zero_id(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b == b'0')
+/// A part of an image repository name: letters, digits, `.`, `_`, `-`, and `/` between parts.
+fn check_image_path(payload: &Payload<'_>, field: &str, part: &str) -> Result<(), ParseError> {
+    let valid = !part.starts_with('/')
+        && !part.ends_with('/')
+        && !part.contains("//")
+        && part.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    if valid { Ok(()) } else { Err(payload.invalid(field, "cannot be part of an image name")) }
 }
 
-/// Typed, error-reporting access to a payload's fields by dotted path.
-struct Payload<'a> {
-    event_type: &'a str,
-    root: &'a Map<String, Value>,
+/// An OCI tag: up to 128 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+fn check_image_tag(payload: &Payload<'_>, field: &str, tag: &str) -> Result<String, ParseError> {
+    let valid = tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid { Ok(tag.to_owned()) } else { Err(payload.invalid(field, "is not a valid image tag")) }
 }
 
-impl<'a> Payload<'a> {
-    /// Finds the value at a dotted path; `null` counts as absent because GitHub sends `null`
-    /// for fields that do not apply (e.g. `head_commit` of a deletion).
-    fn lookup(&self, path: &str) -> Result<Option<&'a Value>, ParseError> {
-        let mut current = self.root;
-        let mut segments = path.split('.').peekable();
-        let mut walked = 0;
-        while let Some(segment) = segments.next() {
-            walked += segment.len();
-            let value = match current.get(segment) {
-                None | Some(Value::Null) => return Ok(None),
-                Some(value) => value,
-            };
-            if segments.peek().is_none() {
-                return Ok(Some(value));
+/// The commit an image was built from, from its `org.opencontainers.image.revision` label.
+/// The label's name holds dots, so it is looked up by hand rather than by dotted path.
+fn image_revision(payload: &Payload<'_>, labels_field: &str) -> Result<Option<String>, ParseError> {
+    let all_labels = format!("{labels_field}.all_labels");
+    let from_all_labels = match payload.lookup(&all_labels)? {
+        None => None,
+        Some(Value::Object(labels)) => match labels.get(REVISION_LABEL) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(revision)) => Some(revision.as_str()),
+            Some(_) => {
+                return Err(payload.invalid(&format!("{all_labels}.{REVISION_LABEL}"), "is not a string"));
             }
-            let Value::Object(object) = value else {
-                return Err(self.invalid(&path[..walked], "is not an object"));
-            };
-            current = object;
-            walked += 1;
-        }
-        Ok(None)
-    }
+        },
+        Some(_) => return Err(payload.invalid(&all_labels, "is not an object")),
+    };
+    let revision = match from_all_labels.filter(|r| !r.is_empty()) {
+        Some(revision) => Some(revision),
+        None => payload.optional_nonempty_str(&format!("{labels_field}.revision"))?,
+    };
+    // A label is whatever the build wrote; only a real commit id is worth passing on.
+    Ok(revision.filter(|r| is_commit_id(r)).map(str::to_owned))
+}
 
-    fn optional_str(&self, path: &str) -> Result<Option<&'a str>, ParseError> {
-        match self.lookup(path)? {
-            None => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text)),
-            Some(_) => Err(self.invalid(path, "is not a string")),
+/// Normalizes a `workflow_run` delivery. Only `completed` runs carry a result.
+fn parse_workflow_run(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
+    let action = payload.required_str("action")?;
+    if action != "completed" {
+        return Ok(ignored(
+            payload.event_type,
+            &format!("only completed workflow runs carry a result; this delivery is `{action}`"),
+        ));
+    }
+    let outcome = payload.optional_nonempty_str("workflow_run.conclusion")?;
+    let conclusion = outcome.map(|word| match word {
+        "success" => CiConclusion::Success,
+        "failure" | "timed_out" | "startup_failure" => CiConclusion::Failure,
+        "cancelled" => CiConclusion::Cancelled,
+        "skipped" => CiConclusion::Skipped,
+        _ => CiConclusion::Neutral,
+    });
+    let run = CiRun {
+        id: payload.required_u64("workflow_run.id")?,
+        name: payload.optional_nonempty_str("workflow_run.name")?.map(str::to_owned),
+        conclusion,
+        outcome: match outcome {
+            Some(word) => Some(word),
+            None => payload.optional_nonempty_str("workflow_run.status")?,
         }
-    }
-
-    fn required_str(&self, path: &str) -> Result<&'a str, ParseError> {
-        self.optional_str(path)?
-            .ok_or_else(|| ParseError::MissingField {
-                event_type: self.event_type.to_owned(),
-                field: path.to_owned(),
-            })
-    }
-
-    fn optional_bool(&self, path: &str) -> Result<Option<bool>, ParseError> {
-        match self.lookup(path)? {
-            None => Ok(None),
-            Some(Value::Bool(flag)) => Ok(Some(*flag)),
-            Some(_) => Err(self.invalid(path, "is not a boolean")),
-        }
-    }
-
-    /// Reads an RFC 3339 string or, as `repository.pushed_at` is in push payloads, a Unix time
-    /// in seconds.
-    fn optional_timestamp(&self, path: &str) -> Result<Option<DateTime<Utc>>, ParseError> {
-        match self.lookup(path)? {
-            None => Ok(None),
-            Some(Value::String(text)) => DateTime::parse_from_rfc3339(text)
-                .map(|timestamp| Some(timestamp.with_timezone(&Utc)))
-                .map_err(|_| self.invalid(path, "is not an RFC 3339 timestamp")),
-            Some(Value::Number(number)) => number
-                .as_i64()
-                .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
-                .map(Some)
-                .ok_or_else(|| self.invalid(path, "is not a Unix time in whole seconds")),
-            Some(_) => Err(self.invalid(path, "is neither a timestamp string nor a number")),
-        }
-    }
-
-    fn invalid(&self, field: &str, reason: &str) -> ParseError {
-        ParseError::InvalidField {
-            event_type: self.event_type.to_owned(),
-            field: field.to_owned(),
-            reason: reason.to_owned(),
-        }
-    }
+        .map(str::to_owned),
+        trigger: payload.optional_nonempty_str("workflow_run.event")?.map(str::to_owned),
+        url: payload.optional_nonempty_str("workflow_run.html_url")?.map(str::to_owned),
+    };
+    let actor = payload.first_nonempty_str(&[
+        "workflow_run.triggering_actor.login",
+        "workflow_run.actor.login",
+        "sender.login",
+    ])?;
+    Ok(Parsed::Event(GitEvent {
+        // `head_branch` holds a tag's name for runs started by a tag, and nothing in the
+        // payload says which it is, so the ref kind stays unknown.
+        ref_name: payload.optional_nonempty_str("workflow_run.head_branch")?.map(str::to_owned),
+        sha: Some(payload.required_commit("workflow_run.head_sha")?.to_owned()),
+        actor: actor.map(str::to_owned),
+        timestamp: payload.optional_timestamp("workflow_run.updated_at")?,
+        ci: Some(run),
+        ..GitEvent::new(Forge::Github, EventKind::Ci, repository(payload)?)
+    }))
 }
 
 #[cfg(test)]
@@ -407,10 +568,7 @@ mod tests {
     #[test]
     fn sign_matches_a_known_digest() {
         // HMAC-SHA256 of an empty message under key "key", a widely published value.
-        assert_eq!(
-            sign(b"key", b""),
-            "sha256=5d5d139563c95b5967b9bd9a8c9b233a9dedb45072794cd232dc1b74832607d0"
-        );
+        assert_eq!(sign(b"key", b""), "sha256=5d5d139563c95b5967b9bd9a8c9b233a9dedb45072794cd232dc1b74832607d0");
     }
 
     #[test]
@@ -423,50 +581,31 @@ mod tests {
     #[test]
     fn empty_secrets_are_not_secrets() {
         let header = sign(b"", b"body");
-        assert_eq!(
-            verify_signature(&[b""], Some(&header), b"body"),
-            Err(SignatureError::NoSecretConfigured)
-        );
-        assert_eq!(
-            verify_signature(&[], Some(&header), b"body"),
-            Err(SignatureError::NoSecretConfigured)
-        );
+        assert_eq!(verify_signature(&[b""], Some(&header), b"body"), Err(SignatureError::NoSecretConfigured));
+        assert_eq!(verify_signature(&[], Some(&header), b"body"), Err(SignatureError::NoSecretConfigured));
     }
 
     #[test]
     fn surrounding_whitespace_in_the_header_is_tolerated() {
         let header = format!(" {} ", sign(b"s3cret", b"body"));
-        assert_eq!(
-            verify_signature(&[b"s3cret"], Some(&header), b"body"),
-            Ok(())
-        );
+        assert_eq!(verify_signature(&[b"s3cret"], Some(&header), b"body"), Ok(()));
     }
 
     #[test]
     fn blank_header_counts_as_missing() {
-        assert_eq!(
-            verify_signature(&[b"s3cret"], Some("  "), b"body"),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(verify_signature(&[b"s3cret"], Some("  "), b"body"), Err(SignatureError::Missing));
     }
 
     #[test]
     fn short_digest_is_malformed() {
         let error = verify_signature(&[b"s3cret"], Some("sha256=abcd"), b"body").unwrap_err();
-        assert!(
-            matches!(&error, SignatureError::Malformed { reason } if reason.contains("found 4")),
-            "{error:?}"
-        );
+        assert!(matches!(&error, SignatureError::Malformed { reason } if reason.contains("found 4")), "{error:?}");
     }
 
     #[test]
     fn sha1_header_is_malformed_with_a_hint() {
-        let error = verify_signature(
-            &[b"s3cret"],
-            Some("sha1=7d38cdd689735b008b3c702edd92eea23791c5f6"),
-            b"body",
-        )
-        .unwrap_err();
+        let error =
+            verify_signature(&[b"s3cret"], Some("sha1=7d38cdd689735b008b3c702edd92eea23791c5f6"), b"body").unwrap_err();
         assert!(
             matches!(&error, SignatureError::Malformed { reason } if reason.contains("X-Hub-Signature-256")),
             "{error:?}"
@@ -483,10 +622,7 @@ mod tests {
         assert_eq!(event.ref_kind, Some(RefKind::Tag));
         assert_eq!(event.ref_name.as_deref(), Some("v1.2.3"));
         assert_eq!(event.sha.as_deref(), Some(COMMIT));
-        assert_eq!(
-            event.timestamp.map(|t| t.to_rfc3339()),
-            Some("2024-03-01T09:00:00+00:00".to_owned())
-        );
+        assert_eq!(event.timestamp.map(|t| t.to_rfc3339()), Some("2024-03-01T09:00:00+00:00".to_owned()));
     }
 
     #[test]
@@ -494,10 +630,7 @@ mod tests {
         let event = parse_event("push", &minimal_push("refs/heads/release/2024.03"));
         assert_eq!(event.kind, EventKind::Push);
         assert_eq!(event.ref_name.as_deref(), Some("release/2024.03"));
-        assert_eq!(
-            event.before, None,
-            "an all-zero before means the branch is new"
-        );
+        assert_eq!(event.before, None, "an all-zero before means the branch is new");
         assert_eq!(event.sha.as_deref(), Some(COMMIT));
         assert_eq!(event.actor, None);
         assert_eq!(event.timestamp, None);
@@ -528,10 +661,7 @@ mod tests {
     #[test]
     fn bare_ref_prefix_is_invalid() {
         let error = parse_value("push", &minimal_push("refs/heads/")).unwrap_err();
-        assert!(
-            matches!(&error, ParseError::InvalidField { field, .. } if field == "ref"),
-            "{error:?}"
-        );
+        assert!(matches!(&error, ParseError::InvalidField { field, .. } if field == "ref"), "{error:?}");
     }
 
     #[test]
@@ -543,10 +673,7 @@ mod tests {
             { "added": null },
         ]);
         let event = parse_event("push", &payload);
-        assert_eq!(
-            event.changed_paths,
-            ["a.txt", "b.txt", "c/d.yaml", "old.txt"]
-        );
+        assert_eq!(event.changed_paths, ["a.txt", "b.txt", "c/d.yaml", "old.txt"]);
     }
 
     #[test]
@@ -565,17 +692,11 @@ mod tests {
         let mut payload = minimal_push("refs/heads/main");
         payload["repository"]["pushed_at"] = json!(1_557_933_657);
         let event = parse_event("push", &payload);
-        assert_eq!(
-            event.timestamp.map(|t| t.to_rfc3339()),
-            Some("2019-05-15T15:20:57+00:00".to_owned())
-        );
+        assert_eq!(event.timestamp.map(|t| t.to_rfc3339()), Some("2019-05-15T15:20:57+00:00".to_owned()));
 
         payload["repository"]["pushed_at"] = json!("2019-05-15T15:20:33Z");
         let event = parse_event("push", &payload);
-        assert_eq!(
-            event.timestamp.map(|t| t.to_rfc3339()),
-            Some("2019-05-15T15:20:33+00:00".to_owned())
-        );
+        assert_eq!(event.timestamp.map(|t| t.to_rfc3339()), Some("2019-05-15T15:20:33+00:00".to_owned()));
     }
 
     #[test]
@@ -593,16 +714,10 @@ mod tests {
     fn actor_falls_back_to_the_sender() {
         let mut payload = minimal_push("refs/heads/main");
         payload["sender"] = json!({ "login": "octocat" });
-        assert_eq!(
-            parse_event("push", &payload).actor.as_deref(),
-            Some("octocat")
-        );
+        assert_eq!(parse_event("push", &payload).actor.as_deref(), Some("octocat"));
 
         payload["pusher"] = json!({ "name": "hubot" });
-        assert_eq!(
-            parse_event("push", &payload).actor.as_deref(),
-            Some("hubot")
-        );
+        assert_eq!(parse_event("push", &payload).actor.as_deref(), Some("hubot"));
     }
 
     #[test]
@@ -610,10 +725,7 @@ mod tests {
         let mut payload = minimal_push("refs/heads/main");
         payload["after"] = json!("not-a-commit");
         let error = parse_value("push", &payload).unwrap_err();
-        assert!(
-            matches!(&error, ParseError::InvalidField { field, .. } if field == "after"),
-            "{error:?}"
-        );
+        assert!(matches!(&error, ParseError::InvalidField { field, .. } if field == "after"), "{error:?}");
     }
 
     #[test]
@@ -625,10 +737,7 @@ mod tests {
             matches!(&error, ParseError::MissingField { event_type, field } if event_type == "push" && field == "repository.full_name"),
             "{error:?}"
         );
-        assert_eq!(
-            error.to_string(),
-            "read the `push` payload: field `repository.full_name` is missing"
-        );
+        assert_eq!(error.to_string(), "read the `push` payload: field `repository.full_name` is missing");
     }
 
     #[test]
@@ -636,10 +745,7 @@ mod tests {
         let mut payload = minimal_push("refs/heads/main");
         payload["repository"] = json!("octo-org/app");
         let error = parse_value("push", &payload).unwrap_err();
-        assert!(
-            matches!(&error, ParseError::InvalidField { field, .. } if field == "repository"),
-            "{error:?}"
-        );
+        assert!(matches!(&error, ParseError::InvalidField { field, .. } if field == "repository"), "{error:?}");
     }
 
     #[test]
@@ -654,23 +760,323 @@ mod tests {
         assert!(matches!(error, ParseError::MissingEventType), "{error:?}");
     }
 
+    fn ref_change(ref_type: &str, name: &str) -> Value {
+        json!({
+            "ref": name,
+            "ref_type": ref_type,
+            "master_branch": "main",
+            "repository": { "full_name": "octo-org/app", "pushed_at": "2024-03-01T10:00:00Z" },
+            "sender": { "login": "octocat" },
+        })
+    }
+
     #[test]
-    fn create_and_delete_defer_to_push() {
-        for event_type in ["create", "delete"] {
-            let parsed = parse(event_type, b"{}").unwrap();
-            assert!(
-                matches!(&parsed, Parsed::Ignored { reason, .. } if reason.contains("`push`")),
-                "{parsed:?}"
-            );
+    fn created_branches_and_tags_carry_no_commit() {
+        let event = parse_event("create", &ref_change("branch", "feature/login"));
+        assert_eq!(event.kind, EventKind::Push);
+        assert_eq!(event.ref_kind, Some(RefKind::Branch));
+        assert_eq!(event.ref_name.as_deref(), Some("feature/login"));
+        assert_eq!(event.sha, None);
+        assert!(!event.deleted);
+        assert_eq!(event.actor.as_deref(), Some("octocat"));
+        assert!(event.timestamp.is_some());
+
+        let event = parse_event("create", &ref_change("tag", "v1.0.0"));
+        assert_eq!(event.kind, EventKind::Tag);
+        assert_eq!(event.ref_kind, Some(RefKind::Tag));
+    }
+
+    #[test]
+    fn deleted_branches_and_tags_are_deletions() {
+        for (ref_type, ref_kind) in [("branch", RefKind::Branch), ("tag", RefKind::Tag)] {
+            let event = parse_event("delete", &ref_change(ref_type, "feature/login"));
+            assert_eq!(event.kind, EventKind::Delete, "{ref_type}");
+            assert_eq!(event.ref_kind, Some(ref_kind), "{ref_type}");
+            assert!(event.deleted, "{ref_type}");
+            assert_eq!(event.sha, None, "{ref_type}");
         }
     }
 
     #[test]
-    fn ping_without_repository_names_the_organization() {
-        let event = parse_event(
-            "ping",
-            &json!({ "zen": "Design for failure.", "organization": { "login": "octo-org" } }),
+    fn created_repositories_are_ignored() {
+        let parsed = parse_value("create", &ref_change("repository", "app")).unwrap();
+        assert!(matches!(&parsed, Parsed::Ignored { reason, .. } if reason.contains("repository")), "{parsed:?}");
+    }
+
+    #[test]
+    fn empty_created_ref_is_invalid() {
+        let error = parse_value("create", &ref_change("branch", "")).unwrap_err();
+        assert!(matches!(&error, ParseError::InvalidField { field, .. } if field == "ref"), "{error:?}");
+    }
+
+    fn pull_request(action: &str, merged: bool) -> Value {
+        json!({
+            "action": action,
+            "number": 42,
+            "pull_request": {
+                "number": 42,
+                "title": "Add login",
+                "html_url": "https://github.com/octo-org/app/pull/42",
+                "merged": merged,
+                "merged_at": if merged { json!("2024-03-01T10:00:00Z") } else { Value::Null },
+                "merge_commit_sha": TAG_OBJECT,
+                "merged_by": if merged { json!({ "login": "hubot" }) } else { Value::Null },
+                "updated_at": "2024-03-01T09:00:00Z",
+                "base": { "ref": "develop" },
+                "head": { "ref": "feature/login", "sha": COMMIT },
+            },
+            "repository": { "full_name": "octo-org/app" },
+            "sender": { "login": "octocat" },
+        })
+    }
+
+    #[test]
+    fn merged_pull_request_is_a_merge_into_the_base() {
+        let event = parse_event("pull_request", &pull_request("closed", true));
+        assert_eq!(event.kind, EventKind::Merge);
+        assert!(event.merged);
+        assert_eq!(event.ref_kind, Some(RefKind::Branch));
+        assert_eq!(event.ref_name.as_deref(), Some("develop"));
+        assert_eq!(event.sha.as_deref(), Some(TAG_OBJECT));
+        assert_eq!(event.actor.as_deref(), Some("hubot"));
+        assert_eq!(event.timestamp.map(|t| t.to_rfc3339()), Some("2024-03-01T10:00:00+00:00".to_owned()));
+        let request = event.change_request.unwrap();
+        assert_eq!(request.number, 42);
+        assert!(request.merged);
+        assert_eq!(request.base.as_deref(), Some("develop"));
+        assert_eq!(request.head.as_deref(), Some("feature/login"));
+        assert_eq!(request.title.as_deref(), Some("Add login"));
+    }
+
+    #[test]
+    fn merged_pull_request_needs_its_merge_commit() {
+        let mut payload = pull_request("closed", true);
+        payload["pull_request"]["merge_commit_sha"] = Value::Null;
+        let error = parse_value("pull_request", &payload).unwrap_err();
+        assert!(
+            matches!(&error, ParseError::MissingField { field, .. } if field == "pull_request.merge_commit_sha"),
+            "{error:?}"
         );
+    }
+
+    #[test]
+    fn other_pull_request_actions_are_recorded_as_other() {
+        for (action, merged) in [("opened", false), ("closed", false), ("labeled", true)] {
+            let event = parse_event("pull_request", &pull_request(action, merged));
+            assert_eq!(event.kind, EventKind::Other, "{action}");
+            assert!(!event.merged, "{action}: only the merge itself is a merge");
+            assert_eq!(event.ref_name.as_deref(), Some("feature/login"), "{action}");
+            assert_eq!(event.sha.as_deref(), Some(COMMIT), "{action}");
+            assert_eq!(event.actor.as_deref(), Some("octocat"), "{action}");
+            let request = event.change_request.unwrap();
+            assert_eq!(request.merged, merged, "{action}");
+        }
+    }
+
+    const DIGEST: &str = "sha256:3da1996a8115d7616457760d9920b815241d0a03b34cf5f04e9a0e9d8de37498";
+
+    fn container_package(package_url: Value, tag: &str) -> Value {
+        json!({
+            "action": "published",
+            "package": {
+                "name": "app",
+                "package_type": "CONTAINER",
+                "html_url": "https://github.com/orgs/octo-org/packages/container/package/app",
+                "updated_at": "2024-03-01T10:00:00Z",
+                "owner": { "login": "Octo-Org" },
+                "package_version": {
+                    "version": DIGEST,
+                    "name": DIGEST,
+                    "package_url": package_url,
+                    "container_metadata": {
+                        "tag": { "name": tag, "digest": DIGEST },
+                        "labels": { "all_labels": { "org.opencontainers.image.revision": COMMIT } },
+                    },
+                },
+            },
+            "repository": { "full_name": "octo-org/app" },
+            "sender": { "login": "octocat" },
+        })
+    }
+
+    #[test]
+    fn published_image_names_image_tag_and_digest() {
+        let event = parse_event("package", &container_package(json!("ghcr.io/Octo-Org/app:1.2.3"), "1.2.3"));
+        assert_eq!(event.kind, EventKind::Package);
+        assert_eq!(event.repo, "octo-org/app");
+        assert_eq!(event.sha.as_deref(), Some(COMMIT), "from the revision label");
+        let package = event.package.unwrap();
+        assert!(package.is_image());
+        assert_eq!(package.package_type, "container");
+        assert_eq!(package.image.as_deref(), Some("ghcr.io/octo-org/app"));
+        assert_eq!(package.tag.as_deref(), Some("1.2.3"));
+        assert_eq!(package.digest.as_deref(), Some(DIGEST));
+        assert_eq!(package.version, None, "the version is only the digest again");
+    }
+
+    #[test]
+    fn image_name_without_package_url_is_built_from_the_owner() {
+        let event = parse_event("package", &container_package(Value::Null, ""));
+        let package = event.package.unwrap();
+        assert_eq!(package.image.as_deref(), Some("ghcr.io/octo-org/app"));
+        assert_eq!(package.tag, None, "an untagged push has no tag");
+    }
+
+    #[test]
+    fn image_references_split_at_the_tag_not_the_port() {
+        let event = parse_event("package", &container_package(json!("registry.local:5000/team/app:rc-1"), ""));
+        let package = event.package.unwrap();
+        assert_eq!(package.image.as_deref(), Some("registry.local:5000/team/app"));
+        assert_eq!(package.tag.as_deref(), Some("rc-1"));
+
+        let event =
+            parse_event("package", &container_package(json!(format!("registry.local:5000/team/app@{DIGEST}")), ""));
+        let package = event.package.unwrap();
+        assert_eq!(package.image.as_deref(), Some("registry.local:5000/team/app"));
+        assert_eq!(package.tag, None);
+    }
+
+    #[test]
+    fn bad_image_tags_and_references_are_invalid() {
+        let payload = container_package(json!("ghcr.io/octo-org/app"), "-bad tag");
+        let error = parse_value("package", &payload).unwrap_err();
+        assert!(matches!(&error, ParseError::InvalidField { field, .. } if field.ends_with("tag.name")), "{error:?}");
+        let payload = container_package(json!("ghcr.io/octo org/app:1"), "");
+        let error = parse_value("package", &payload).unwrap_err();
+        assert!(
+            matches!(&error, ParseError::InvalidField { field, .. } if field.ends_with("package_url")),
+            "{error:?}"
+        );
+        let payload = container_package(json!(":1"), "");
+        assert!(parse_value("package", &payload).is_err());
+    }
+
+    #[test]
+    fn owner_and_name_must_form_an_image_name() {
+        let mut payload = container_package(Value::Null, "");
+        payload["package"]["owner"]["login"] = json!("Octo Org");
+        let error = parse_value("package", &payload).unwrap_err();
+        assert!(
+            matches!(&error, ParseError::InvalidField { field, .. } if field == "package.owner.login"),
+            "{error:?}"
+        );
+        let mut payload = container_package(Value::Null, "");
+        payload["package"]["name"] = json!("app:latest");
+        let error = parse_value("package", &payload).unwrap_err();
+        assert!(matches!(&error, ParseError::InvalidField { field, .. } if field == "package.name"), "{error:?}");
+        // Organization hooks may name the owner elsewhere.
+        let mut payload = container_package(Value::Null, "");
+        payload["package"].as_object_mut().unwrap().remove("owner");
+        payload["organization"] = json!({ "login": "Octo-Org" });
+        let package = parse_event("package", &payload).package.unwrap();
+        assert_eq!(package.image.as_deref(), Some("ghcr.io/octo-org/app"));
+    }
+
+    #[test]
+    fn truncated_digests_are_never_used() {
+        let mut payload = container_package(json!("ghcr.io/octo-org/app:1"), "1");
+        let short = "sha256:6c62fb45fe66bfb1ea9a66abc38f6a0cc974292b";
+        for field in ["version", "name"] {
+            payload["package"]["package_version"][field] = json!(short);
+        }
+        payload["package"]["package_version"]["container_metadata"]["tag"]["digest"] = json!(short);
+        let package = parse_event("package", &payload).package.unwrap();
+        assert_eq!(package.digest, None);
+    }
+
+    #[test]
+    fn packages_that_are_not_published_are_ignored() {
+        let mut payload = container_package(json!("ghcr.io/octo-org/app:1"), "1");
+        payload["action"] = json!("updated");
+        let parsed = parse_value("registry_package", &payload).unwrap();
+        assert!(matches!(&parsed, Parsed::Ignored { reason, .. } if reason.contains("updated")), "{parsed:?}");
+    }
+
+    fn workflow_run(action: &str, conclusion: Value) -> Value {
+        json!({
+            "action": action,
+            "workflow": { "id": 1 },
+            "workflow_run": {
+                "id": 30433642,
+                "name": "Build",
+                "head_branch": "main",
+                "head_sha": COMMIT,
+                "status": "completed",
+                "conclusion": conclusion,
+                "event": "push",
+                "html_url": "https://github.com/octo-org/app/actions/runs/30433642",
+                "updated_at": "2024-03-01T10:00:00Z",
+                "actor": { "login": "octocat" },
+            },
+            "repository": { "full_name": "octo-org/app" },
+        })
+    }
+
+    #[test]
+    fn completed_workflow_runs_are_ci_results() {
+        for (word, conclusion) in [
+            ("success", CiConclusion::Success),
+            ("failure", CiConclusion::Failure),
+            ("timed_out", CiConclusion::Failure),
+            ("cancelled", CiConclusion::Cancelled),
+            ("skipped", CiConclusion::Skipped),
+            ("action_required", CiConclusion::Neutral),
+            ("something_new", CiConclusion::Neutral),
+        ] {
+            let event = parse_event("workflow_run", &workflow_run("completed", json!(word)));
+            assert_eq!(event.kind, EventKind::Ci, "{word}");
+            assert_eq!(event.ref_kind, None, "{word}");
+            assert_eq!(event.ref_name.as_deref(), Some("main"), "{word}");
+            assert_eq!(event.sha.as_deref(), Some(COMMIT), "{word}");
+            assert_eq!(event.actor.as_deref(), Some("octocat"), "{word}");
+            let run = event.ci.unwrap();
+            assert_eq!(run.id, 30433642);
+            assert_eq!(run.conclusion, Some(conclusion), "{word}");
+            assert_eq!(run.outcome.as_deref(), Some(word));
+            assert_eq!(run.trigger.as_deref(), Some("push"));
+        }
+    }
+
+    #[test]
+    fn completed_run_without_conclusion_keeps_its_status() {
+        let event = parse_event("workflow_run", &workflow_run("completed", Value::Null));
+        let run = event.ci.unwrap();
+        assert_eq!(run.conclusion, None);
+        assert_eq!(run.outcome.as_deref(), Some("completed"));
+    }
+
+    #[test]
+    fn unfinished_workflow_runs_are_ignored() {
+        for action in ["requested", "in_progress"] {
+            let parsed = parse_value("workflow_run", &workflow_run(action, Value::Null)).unwrap();
+            assert!(matches!(&parsed, Parsed::Ignored { reason, .. } if reason.contains(action)), "{parsed:?}");
+        }
+    }
+
+    #[test]
+    fn event_types_are_inferred_from_the_body() {
+        let cases = [
+            (minimal_push("refs/heads/main"), Some("push")),
+            (ref_change("branch", "x"), Some("create")),
+            (json!({ "ref": "x", "ref_type": "tag", "pusher_type": "user" }), Some("delete")),
+            (pull_request("closed", true), Some("pull_request")),
+            (workflow_run("completed", json!("success")), Some("workflow_run")),
+            (container_package(Value::Null, ""), Some("package")),
+            (json!({ "zen": "Keep it logically awesome.", "hook_id": 1 }), Some("ping")),
+            (json!({ "action": "created", "pull_request": {}, "comment": {} }), None),
+            (json!({ "action": "started" }), None),
+        ];
+        for (payload, expected) in cases {
+            let body = serde_json::to_vec(&payload).unwrap();
+            assert_eq!(infer_event_type(&body), expected, "{payload}");
+        }
+        assert_eq!(infer_event_type(b"[]"), None);
+    }
+
+    #[test]
+    fn ping_without_repository_names_the_organization() {
+        let event =
+            parse_event("ping", &json!({ "zen": "Design for failure.", "organization": { "login": "octo-org" } }));
         assert_eq!(event.kind, EventKind::Ping);
         assert_eq!(event.repo, "octo-org");
     }

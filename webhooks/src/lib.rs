@@ -1,7 +1,9 @@
 //! Webhook request verification and payload normalization for gantry.
 //!
-//! This crate owns two things: deciding whether a delivery really comes from the forge (HMAC
-//! signatures and tokens), and turning a forge's payload into the forge-neutral [`GitEvent`].
+//! This crate owns two things: deciding whether a delivery really comes from the forge (GitHub's
+//! HMAC signatures in [`github`], GitLab's shared tokens in [`gitlab`]), and turning a forge's
+//! payload into the forge-neutral [`GitEvent`]. Both forge modules offer the same functions:
+//! `parse(event_type, body)`, `infer_event_type(body)`, and their own verification.
 //! It is pure: it does no I/O, never touches the store, and knows nothing about HTTP frameworks.
 //! Callers hand it header values as `&str` and the raw body as `&[u8]`, and decide themselves
 //! what status code an error becomes.
@@ -12,9 +14,11 @@
 pub mod error;
 pub mod event;
 pub mod github;
+pub mod gitlab;
+mod payload;
 
-pub use error::{ParseError, SignatureError};
-pub use event::{ChangeRequest, EventKind, Forge, GitEvent, RefKind};
+pub use error::{DeliveryKeyError, ParseError, SignatureError};
+pub use event::{ChangeRequest, CiConclusion, CiRun, EventKind, Forge, GitEvent, PackageRef, RefKind};
 
 /// The outcome of parsing one delivery.
 ///

@@ -85,6 +85,41 @@ pub struct EnvironmentSpec {
     /// Template of the tag the artifact gets in this environment.
     #[serde(default = "default_tag_template")]
     pub tag_template: String,
+    /// Environments that must have promoted an artifact before it enters this one. When the
+    /// last of them succeeds, gantry starts the promotion here (fan-in: several; fan-out:
+    /// several environments naming the same one).
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Whether a promotion starts here by itself once every `after` environment has the
+    /// artifact (`auto`), or only when an operator promotes (`manual`).
+    #[serde(default)]
+    pub promotion: PromotionMode,
+    /// What happens to queued promotions when a newer artifact arrives for the same app:
+    /// `supersede` (only the newest queued one runs) or `queue` (all run, oldest first).
+    #[serde(default)]
+    pub concurrency: Concurrency,
+}
+
+/// How promotions enter an environment that follows others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PromotionMode {
+    /// Start as soon as every `after` environment has the artifact.
+    #[default]
+    Auto,
+    /// Wait for an operator.
+    Manual,
+}
+
+/// Policy for queued promotions of one app into one environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// A newer queued artifact cancels older queued ones (running ones finish).
+    #[default]
+    Supersede,
+    /// Every queued promotion runs, oldest first.
+    Queue,
 }
 
 fn default_tag_template() -> String {
@@ -185,6 +220,35 @@ pub struct StepSpec {
     /// Settings of the step kind; each kind documents and checks its own.
     #[serde(default, rename = "with")]
     pub with: Option<serde_json::Map<String, serde_json::Value>>,
+    /// When the step runs, given how its needs ended: `success()` (default), `failure()`,
+    /// `always()`, `steps.<name>.succeeded|failed|skipped|cancelled`, with `!`, `&&`, `||`.
+    #[serde(default, rename = "if")]
+    pub condition: Option<String>,
+    /// Retries of transient errors (network, 5xx, rate limits).
+    #[serde(default)]
+    pub retry: Option<RetrySpec>,
+    /// Longest one attempt may take, e.g. `30s`, `10m`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Environments this step runs in (default: all). Where it does not run, the steps that
+    /// need it need what it needed instead.
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
+/// Retry settings of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// First delay between attempts, doubled each time (with jitter), e.g. `500ms`, `2s`.
+    #[serde(default = "default_backoff")]
+    pub backoff: String,
+}
+
+fn default_backoff() -> String {
+    "500ms".to_string()
 }
 
 /// Where a configuration item came from.

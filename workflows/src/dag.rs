@@ -122,6 +122,10 @@ mod tests {
             kind: "noop".into(),
             needs: needs.iter().map(|s| s.to_string()).collect(),
             with: None,
+            condition: None,
+            retry: None,
+            timeout: None,
+            environments: Vec::new(),
         }
     }
 

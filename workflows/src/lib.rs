@@ -9,8 +9,11 @@
 //! network, no store, no git, no registry. Step kinds are not known here; the engine passes a
 //! [`StepCatalog`] so that validation can check them without this crate depending on it.
 
+pub mod argo;
+pub mod condition;
 pub mod config;
 pub mod dag;
+pub mod dot;
 pub mod error;
 pub mod load;
 pub mod plan;
@@ -23,4 +26,4 @@ pub use config::{
 };
 pub use error::{ConfigError, TemplateError};
 pub use load::{StepCatalog, load_dir, validate_dir};
-pub use plan::{ArtifactRef, EnvironmentTarget, Plan, PlannedStep, plan};
+pub use plan::{ArtifactRef, EnvironmentTarget, Plan, PlannedStep, follow_up, next_environments, plan};

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::config::{
     AppSpec, Config, EnvironmentSpec, Origin, PipelineSpec, RegistrySpec, parse_duration,
 };
+use crate::condition::Condition;
 use crate::dag::{self, DagProblem};
 use crate::error::ConfigError;
 use crate::spans::{SpanError, SpanIndex, YamlPath};
@@ -322,6 +323,7 @@ impl Loader {
         self.check_registries();
         self.check_apps();
         self.check_environments();
+        self.check_environment_graph();
         self.check_pipelines(catalog);
         self.config.environments.sort_by_key(|(e, _)| e.order);
     }
@@ -507,6 +509,77 @@ impl Loader {
         }
     }
 
+    fn check_environment_graph(&mut self) {
+        let mut problems = Vec::new();
+        let names: Vec<&str> = self.config.environments.iter().map(|(e, _)| e.name.as_str()).collect();
+        for (i, (env, _)) in self.config.environments.iter().enumerate() {
+            for (a, after) in env.after.iter().enumerate() {
+                if after == &env.name {
+                    problems.push((i, format!("after[{a}]"), format!("environment `{}` cannot come after itself", env.name)));
+                } else if !names.contains(&after.as_str()) && !self.is_broken("environments", after) {
+                    problems.push((i, format!("after[{a}]"), format!("unknown environment `{after}`{}", known(self.config.environments.iter().map(|(e, _)| &e.name)))));
+                }
+            }
+        }
+        // Cycles: follow `after` edges; a cycle means no environment on it can ever start.
+        let mut graph = petgraph::graph::DiGraph::<usize, ()>::new();
+        let nodes: Vec<_> = (0..names.len()).map(|i| graph.add_node(i)).collect();
+        for (i, (env, _)) in self.config.environments.iter().enumerate() {
+            for after in &env.after {
+                if let Some(j) = names.iter().position(|n| n == after) {
+                    if j != i {
+                        graph.update_edge(nodes[j], nodes[i], ());
+                    }
+                }
+            }
+        }
+        for component in petgraph::algo::tarjan_scc(&graph) {
+            if component.len() > 1 {
+                let mut members: Vec<usize> = component.iter().map(|n| graph[*n]).collect();
+                members.sort();
+                let cycle: Vec<&str> = members.iter().map(|i| names[*i]).collect();
+                problems.push((members[0], "after".into(), format!("environments form a cycle: {}", cycle.join(" → "))));
+            }
+        }
+        // Reachability: from every trigger's environment along `after` edges.
+        let entries: Vec<usize> = self
+            .config
+            .pipelines
+            .iter()
+            .flat_map(|(p, _)| p.triggers.iter())
+            .filter_map(|t| names.iter().position(|n| *n == t.environment))
+            .collect();
+        let mut reachable = vec![false; names.len()];
+        let mut stack = entries;
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut reachable[i], true) {
+                continue;
+            }
+            stack.extend(graph.neighbors(nodes[i]).map(|n| graph[n]));
+        }
+        // A trigger into a misspelled environment is reported already; "unreachable" would only
+        // repeat it in other words.
+        let unknown_entry = self
+            .config
+            .pipelines
+            .iter()
+            .flat_map(|(p, _)| p.triggers.iter())
+            .any(|t| !names.contains(&t.environment.as_str()));
+        if !self.config.pipelines.is_empty() && !unknown_entry {
+            for (i, reached) in reachable.iter().enumerate() {
+                if !reached {
+                    problems.push((i, "name".into(), format!(
+                        "environment `{}` is unreachable: no trigger enters it and it is not `after` an environment that is reached",
+                        names[i]
+                    )));
+                }
+            }
+        }
+        for (i, field, message) in problems {
+            self.item_error("environments", i, &field, message);
+        }
+    }
+
     fn check_pipelines(&mut self, catalog: &dyn StepCatalog) {
         let kinds = catalog.kinds();
         let mut problems = Vec::new();
@@ -554,6 +627,36 @@ impl Loader {
                 }
             }
             for (s, step) in pipeline.steps.iter().enumerate() {
+                if let Some(condition) = &step.condition {
+                    match Condition::parse(condition) {
+                        Ok(parsed) => {
+                            for name in parsed.step_names() {
+                                if !pipeline.steps.iter().any(|other| other.name == name) {
+                                    problems.push((p, format!("steps[{s}].if"), format!("condition of step `{}` names unknown step `{name}`", step.name)));
+                                }
+                            }
+                        }
+                        Err(message) => problems.push((p, format!("steps[{s}].if"), message)),
+                    }
+                }
+                if let Some(retry) = &step.retry {
+                    if retry.attempts == 0 {
+                        problems.push((p, format!("steps[{s}].retry.attempts"), "retry.attempts counts the first attempt too: it must be at least 1".into()));
+                    }
+                    if let Err(message) = parse_duration(&retry.backoff) {
+                        problems.push((p, format!("steps[{s}].retry.backoff"), message));
+                    }
+                }
+                if let Some(timeout) = &step.timeout {
+                    if let Err(message) = parse_duration(timeout) {
+                        problems.push((p, format!("steps[{s}].timeout"), message));
+                    }
+                }
+                for (e, env) in step.environments.iter().enumerate() {
+                    if self.config.environment(env).is_none() && !self.is_broken("environments", env) {
+                        problems.push((p, format!("steps[{s}].environments[{e}]"), format!("unknown environment `{env}`")));
+                    }
+                }
                 if !kinds.contains(&step.kind.as_str()) {
                     let mut sorted = kinds.clone();
                     sorted.sort();

@@ -12,26 +12,26 @@ pub const PLACEHOLDERS: &[&str] = &[
 
 /// Values for the placeholders; `None` means "not defined for this event".
 #[derive(Debug, Clone, Default)]
-pub struct Vars<'a> {
-    pairs: Vec<(&'static str, Option<&'a str>)>,
+pub struct Vars {
+    pairs: Vec<(&'static str, Option<String>)>,
 }
 
-impl<'a> Vars<'a> {
+impl Vars {
     /// Starts an empty set of values.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Sets one placeholder (an unknown name is a programming error caught by tests).
-    pub fn set(mut self, name: &'static str, value: Option<&'a str>) -> Self {
+    pub fn set(mut self, name: &'static str, value: Option<&str>) -> Self {
         debug_assert!(PLACEHOLDERS.contains(&name), "unknown placeholder {name}");
         self.pairs.retain(|(n, _)| *n != name);
-        self.pairs.push((name, value));
+        self.pairs.push((name, value.map(str::to_string)));
         self
     }
 
-    fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_deref())
     }
 }
 
@@ -61,7 +61,7 @@ pub fn check(template: &str) -> Result<(), TemplateError> {
 }
 
 /// Renders a template with the given values.
-pub fn render(template: &str, vars: &Vars<'_>) -> Result<String, TemplateError> {
+pub fn render(template: &str, vars: &Vars) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
     while let Some(open) = rest.find('{') {

@@ -176,6 +176,39 @@ pub enum GitError {
         source: git2::Error,
     },
 
+    /// The change does not apply on top of where the branch is now: the same lines were
+    /// changed there by someone else.
+    #[error(
+        "rebase {commit} onto {onto} of branch {branch} in {url}: conflicting changes in {}",
+        paths.join(", ")
+    )]
+    RebaseConflict {
+        /// The remote.
+        url: String,
+        /// The branch the change was to land on.
+        branch: String,
+        /// The commit holding the change.
+        commit: String,
+        /// Where the branch is now.
+        onto: String,
+        /// The files changed on both sides.
+        paths: Vec<String>,
+    },
+
+    /// The branch kept moving: every attempt to land the change lost a race with another
+    /// writer.
+    #[error("land {commit} on branch {branch} of {url}: the branch moved during each of {attempts} attempts")]
+    KeptMoving {
+        /// The remote.
+        url: String,
+        /// The branch.
+        branch: String,
+        /// The commit holding the change.
+        commit: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+
     /// A bare repository could not be created or populated.
     #[error("{operation} in repository {}", path.display())]
     InitRepository {
@@ -199,6 +232,8 @@ impl GitError {
                 is_transient_transport(url, source)
             }
             GitError::PushRejected { reason, .. } => is_transient_rejection(reason),
+            GitError::KeptMoving { .. } => true,
+            GitError::RebaseConflict { .. } => false,
             GitError::OpenMirror { source, .. }
             | GitError::Repository { source, .. }
             | GitError::InitRepository { source, .. } => source.code() == ErrorCode::Locked,

@@ -86,6 +86,69 @@ pub enum PushOutcome {
     },
 }
 
+/// What [`EnvRepo::land`] did to the branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum LandOutcome {
+    /// The branch was still at the change's parent and now points at the change.
+    FastForward {
+        /// The commit the branch now points at.
+        commit: String,
+        /// Attempts it took (more than one when the branch moved during an attempt).
+        attempts: u32,
+    },
+    /// The branch had moved; the change was replayed onto it.
+    Rebased {
+        /// The new commit the branch points at.
+        commit: String,
+        /// Where the branch was when the change was replayed.
+        onto: String,
+        /// Attempts it took.
+        attempts: u32,
+    },
+    /// The branch already held the change; nothing was pushed.
+    AlreadyLanded {
+        /// The commit the branch points at.
+        commit: String,
+        /// Attempts it took.
+        attempts: u32,
+    },
+}
+
+impl LandOutcome {
+    /// The commit the branch points at afterwards.
+    pub fn commit(&self) -> &str {
+        match self {
+            LandOutcome::FastForward { commit, .. }
+            | LandOutcome::Rebased { commit, .. }
+            | LandOutcome::AlreadyLanded { commit, .. } => commit,
+        }
+    }
+
+    fn with_attempts(mut self, count: u32) -> Self {
+        match &mut self {
+            LandOutcome::FastForward { attempts, .. }
+            | LandOutcome::Rebased { attempts, .. }
+            | LandOutcome::AlreadyLanded { attempts, .. } => *attempts = count,
+        }
+        self
+    }
+}
+
+/// Whether a push failed because the branch moved under it (another writer won the race).
+fn is_lost_race(error: &GitError) -> bool {
+    match error {
+        GitError::Push { source, .. } => source.code() == ErrorCode::NotFastForward,
+        GitError::PushRejected { reason, .. } => {
+            let reason = reason.to_ascii_lowercase();
+            ["non-fast-forward", "fetch first", "stale info", "failed to update ref", "cannot lock ref"]
+                .iter()
+                .any(|marker| reason.contains(marker))
+        }
+        _ => false,
+    }
+}
+
 impl PushOutcome {
     /// The commit the remote branch points at after the push.
     pub fn commit(&self) -> &str {
@@ -312,6 +375,271 @@ impl EnvRepo {
             commit: local_id.to_string(),
             previous: remote_id.to_string(),
         })
+    }
+
+    /// Lands the change that `commit` makes (its diff against its first parent) on `branch`
+    /// of the remote, the way a merge of a change request does without a merge commit:
+    ///
+    /// - the branch already holds the change (it is at `commit`, descends from it, or replaying
+    ///   the change onto it changes nothing) → [`LandOutcome::AlreadyLanded`];
+    /// - the branch is still where `commit` started → a fast-forward push;
+    /// - the branch moved (someone pushed meanwhile) → the change is replayed onto the new head
+    ///   (keeping the author, time and message, so the rebased commit is deterministic too) and
+    ///   pushed; a conflict with what was pushed is [`GitError::RebaseConflict`].
+    ///
+    /// A push can still lose a race with a writer that pushes between this fetch and the
+    /// update. That is detected (the remote refuses a non-fast-forward; for a repository on
+    /// this machine the update is a compare-and-swap of the branch under git's ref lock) and
+    /// the whole fetch, replay and push is retried, up to `max_attempts` times, after which the
+    /// error is [`GitError::KeptMoving`], a transient one.
+    pub fn land(
+        &self,
+        commit: &str,
+        branch: &str,
+        max_attempts: u32,
+    ) -> Result<LandOutcome, GitError> {
+        let branch = validate_branch(branch)?;
+        let mut last_race = None;
+        for attempt in 1..=max_attempts.max(1) {
+            match self.land_once(commit, branch) {
+                Ok(Some(outcome)) => return Ok(outcome.with_attempts(attempt)),
+                Ok(None) => last_race = Some(attempt),
+                Err(error) if is_lost_race(&error) => last_race = Some(attempt),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(GitError::KeptMoving {
+            url: self.url().to_owned(),
+            branch: branch.to_owned(),
+            commit: commit.to_owned(),
+            attempts: last_race.unwrap_or(max_attempts),
+        })
+    }
+
+    /// One attempt of [`EnvRepo::land`]; `None` when the branch moved under the push.
+    fn land_once(&self, commit: &str, branch: &str) -> Result<Option<LandOutcome>, GitError> {
+        let repo = self.repository()?;
+        let change = self.find_commit(&repo, commit)?;
+        self.fetch_refspecs(&repo, &[branch_refspec(branch)])?;
+        let remote_head = self.tracking_head(&repo, branch)?;
+        let candidate = match remote_head {
+            None => change.id(),
+            Some(head) if head == change.id() => {
+                return Ok(Some(LandOutcome::AlreadyLanded {
+                    commit: head.to_string(),
+                    attempts: 0,
+                }));
+            }
+            Some(head) => {
+                let contains_change = repo
+                    .graph_descendant_of(head, change.id())
+                    .map_err(|source| self.repository_error("compare the commits' history", source))?;
+                if contains_change {
+                    return Ok(Some(LandOutcome::AlreadyLanded {
+                        commit: head.to_string(),
+                        attempts: 0,
+                    }));
+                }
+                let fast_forward = repo
+                    .graph_descendant_of(change.id(), head)
+                    .map_err(|source| self.repository_error("compare the commits' history", source))?;
+                if fast_forward {
+                    change.id()
+                } else {
+                    match self.replay(&repo, &change, head, branch)? {
+                        Some(rebased) => rebased,
+                        None => {
+                            return Ok(Some(LandOutcome::AlreadyLanded {
+                                commit: head.to_string(),
+                                attempts: 0,
+                            }));
+                        }
+                    }
+                }
+            }
+        };
+        self.set_ref(&repo, &local_ref(branch), candidate, "gantry: land")?;
+        let updated = match self.local_remote_path() {
+            Some(path) => self.compare_and_swap(&repo, &path, branch, remote_head, candidate)?,
+            None => {
+                self.push_local_ref(&repo, branch, candidate, false)?;
+                true
+            }
+        };
+        if !updated {
+            return Ok(None);
+        }
+        let commit = candidate.to_string();
+        Ok(Some(if candidate == change.id() {
+            LandOutcome::FastForward {
+                commit,
+                attempts: 0,
+            }
+        } else {
+            LandOutcome::Rebased {
+                commit,
+                onto: remote_head.map(|head| head.to_string()).unwrap_or_default(),
+                attempts: 0,
+            }
+        }))
+    }
+
+    /// Replays `change` onto `onto`; `None` when `onto` already holds exactly that result.
+    fn replay(
+        &self,
+        repo: &Repository,
+        change: &Commit<'_>,
+        onto: Oid,
+        branch: &str,
+    ) -> Result<Option<Oid>, GitError> {
+        let onto_commit = repo
+            .find_commit(onto)
+            .map_err(|source| self.repository_error("read the branch's commit", source))?;
+        let mut index = repo
+            .cherrypick_commit(change, &onto_commit, 0, None)
+            .map_err(|source| self.repository_error("replay the change", source))?;
+        if index.has_conflicts() {
+            let mut paths: Vec<String> = index
+                .conflicts()
+                .map_err(|source| self.repository_error("list the conflicts", source))?
+                .filter_map(Result::ok)
+                .filter_map(|conflict| conflict.our.or(conflict.their).or(conflict.ancestor))
+                .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+                .collect();
+            paths.sort();
+            paths.dedup();
+            return Err(GitError::RebaseConflict {
+                url: self.url().to_owned(),
+                branch: branch.to_owned(),
+                commit: change.id().to_string(),
+                onto: onto.to_string(),
+                paths,
+            });
+        }
+        let tree_id = index
+            .write_tree_to(repo)
+            .map_err(|source| self.repository_error("write the replayed tree", source))?;
+        if tree_id == onto_commit.tree_id() {
+            return Ok(None);
+        }
+        let tree = repo
+            .find_tree(tree_id)
+            .map_err(|source| self.repository_error("read the replayed tree", source))?;
+        let message = String::from_utf8_lossy(change.message_raw_bytes()).into_owned();
+        let rebased = repo
+            .commit(
+                None,
+                &change.author(),
+                &change.committer(),
+                &message,
+                &tree,
+                &[&onto_commit],
+            )
+            .map_err(|source| self.repository_error("write the rebased commit", source))?;
+        Ok(Some(rebased))
+    }
+
+    /// The remote's directory when it is a repository on this machine (plain path or
+    /// `file://`).
+    fn local_remote_path(&self) -> Option<PathBuf> {
+        if let Some(path) = self.remote.local_path() {
+            return Some(path.to_path_buf());
+        }
+        self.url()
+            .strip_prefix("file://")
+            .map(|path| PathBuf::from(path))
+    }
+
+    /// Updates `branch` of a repository on this machine from `expected` to `new` atomically:
+    /// the objects travel by a push to a scratch ref, then the branch moves by a
+    /// compare-and-swap under git's ref lock (libgit2's local transport would overwrite a
+    /// branch that moved after its check). False when the branch is no longer at `expected`.
+    fn compare_and_swap(
+        &self,
+        repo: &Repository,
+        remote_path: &Path,
+        branch: &str,
+        expected: Option<Oid>,
+        new: Oid,
+    ) -> Result<bool, GitError> {
+        static SCRATCH: AtomicU64 = AtomicU64::new(0);
+        let scratch_branch = format!(
+            "gantry-incoming/{}-{}",
+            std::process::id(),
+            SCRATCH.fetch_add(1, Ordering::Relaxed)
+        );
+        self.set_ref(repo, &local_ref(&scratch_branch), new, "gantry: stage")?;
+        let staged = self.push_local_ref(repo, &scratch_branch, new, true);
+        let _ = repo
+            .find_reference(&local_ref(&scratch_branch))
+            .and_then(|mut reference| reference.delete());
+        let _ = repo
+            .find_reference(&tracking_ref(&scratch_branch))
+            .and_then(|mut reference| reference.delete());
+        staged?;
+        let remote = Repository::open_bare(remote_path).map_err(|source| GitError::OpenMirror {
+            url: self.url().to_owned(),
+            path: remote_path.to_path_buf(),
+            source,
+        })?;
+        let branch_ref = format!("refs/heads/{branch}");
+        let result = match expected {
+            Some(expected) => remote.reference_matching(&branch_ref, new, true, expected, "gantry: land"),
+            None => remote.reference(&branch_ref, new, false, "gantry: land"),
+        };
+        let _ = remote
+            .find_reference(&format!("refs/heads/{scratch_branch}"))
+            .and_then(|mut reference| reference.delete());
+        match result {
+            Ok(_) => {
+                self.set_ref(repo, &tracking_ref(branch), new, "gantry: landed")?;
+                Ok(true)
+            }
+            Err(error) if matches!(error.code(), ErrorCode::Modified | ErrorCode::Exists | ErrorCode::Locked) => {
+                Ok(false)
+            }
+            Err(source) => Err(GitError::Push {
+                url: self.url().to_owned(),
+                branch: branch.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads several files at one commit with one open of the mirror, for callers that read
+    /// many (drift over thousands of apps). Each result is `None` for a missing file; a
+    /// path naming a directory is an error.
+    pub fn read_files(
+        &self,
+        commit: &str,
+        paths: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+        let repo = self.repository()?;
+        let tree = self
+            .find_commit(&repo, commit)?
+            .tree()
+            .map_err(|source| self.repository_error("read the commit's tree", source))?;
+        paths
+            .iter()
+            .map(|path| {
+                tree::split_path(path).map_err(|error| self.tree_error(error))?;
+                let entry = match tree.get_path(Path::new(path)) {
+                    Ok(entry) => entry,
+                    Err(error) if error.code() == ErrorCode::NotFound => return Ok(None),
+                    Err(source) => return Err(self.repository_error("look up the path", source)),
+                };
+                if entry.kind() != Some(ObjectType::Blob) {
+                    return Err(GitError::NotAFile {
+                        commit: commit.to_owned(),
+                        path: (*path).to_owned(),
+                    });
+                }
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|source| self.repository_error("read the file", source))?;
+                Ok(Some(blob.content().to_vec()))
+            })
+            .collect()
     }
 
     /// Unified diff (text) between the trees of two commits, for PR bodies and the status page.

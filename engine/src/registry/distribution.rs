@@ -4,20 +4,25 @@
 //! A retag never re-uploads anything: gantry reads the manifest by digest and writes the very
 //! same bytes, with the same media type, under the new tag. The registry stores it under the
 //! same digest, and the layers stay where they are because they are already in the repository.
+//!
+//! Requests go through [`Transport`](super::http), which answers authentication challenges
+//! (basic, or the bearer token flow) and retries `5xx`/`408`/`429` answers, honouring
+//! `Retry-After`.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth as ClientAuth;
-use oci_client::{Client, Reference};
-use reqwest::header::HeaderValue;
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::{Method, Response, StatusCode};
 
+use super::http::{Context, Request, ResponseError, RetryPolicy, Transport, retry_whole};
 use super::image::parse_manifest;
 use super::{
-    Digest, Image, MANIFEST_MEDIA_TYPES, Registry, RegistryAuth, RegistryError, TagOutcome,
-    join_reference, validate_repository, validate_tag,
+    Blob, BlobStream, Digest, Image, MANIFEST_MEDIA_TYPES, Manifest, Registry, RegistryAuth, RegistryError,
+    RegistryOptions, TagOutcome, join_reference, validate_repository, validate_tag,
 };
 
 /// How long to wait for a TCP (and TLS) connection before calling the registry unreachable.
@@ -26,6 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Tags asked for per page when listing; registries may return fewer.
 const TAGS_PAGE_SIZE: usize = 1000;
+/// The header in which registries return the digest of what they store or serve.
+const DIGEST_HEADER: &str = "docker-content-digest";
 
 /// Whether to talk to the registry over plain HTTP or HTTPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +45,10 @@ pub enum Scheme {
 
 /// A registry reached over the OCI distribution API.
 pub struct DistributionRegistry {
-    client: Client,
+    transport: Transport,
     host: String,
     namespace: Option<String>,
-    auth: ClientAuth,
+    immutable_tags: bool,
 }
 
 impl fmt::Debug for DistributionRegistry {
@@ -49,237 +56,288 @@ impl fmt::Debug for DistributionRegistry {
         f.debug_struct("DistributionRegistry")
             .field("host", &self.host)
             .field("namespace", &self.namespace)
-            .field("auth", &self.auth)
-            .finish_non_exhaustive()
+            .field("transport", &self.transport)
+            .field("immutable_tags", &self.immutable_tags)
+            .finish()
     }
 }
 
 impl DistributionRegistry {
     /// A registry at `host` (`host[:port]`), with every repository name prefixed by
-    /// `namespace` when one is given.
+    /// `namespace` when one is given, and default options otherwise.
     pub fn new(
         host: &str,
         scheme: Scheme,
         namespace: Option<String>,
         auth: RegistryAuth,
     ) -> Result<Self, RegistryError> {
+        Self::with_options(host, scheme, namespace, &RegistryOptions::with_auth(auth))
+    }
+
+    /// A registry at `host` with the given credentials, immutability and retry policy.
+    /// [`super::open_with`] decides the scheme; this constructor trusts it.
+    pub fn with_options(
+        host: &str,
+        scheme: Scheme,
+        namespace: Option<String>,
+        options: &RegistryOptions,
+    ) -> Result<Self, RegistryError> {
         if let Some(namespace) = &namespace {
             validate_repository(namespace)?;
         }
-        let protocol = match scheme {
-            Scheme::Http => ClientProtocol::Http,
-            Scheme::Https => ClientProtocol::Https,
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| RegistryError::InvalidUrl {
+                url: host.to_owned(),
+                reason: format!("the HTTP client cannot be built: {error}"),
+            })?;
+        let base_url = match scheme {
+            Scheme::Http => format!("http://{host}"),
+            Scheme::Https => format!("https://{host}"),
         };
-        let config = ClientConfig {
-            protocol,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: concat!("gantry/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
-        // `Client::new` would fall back to a default client on error; building explicitly
-        // surfaces the problem instead of silently ignoring the configuration.
-        let client = Client::try_from(config).map_err(|error| RegistryError::InvalidUrl {
-            url: host.to_owned(),
-            reason: format!("the HTTP client cannot be built: {error}"),
-        })?;
-        let auth = match auth {
-            RegistryAuth::Anonymous => ClientAuth::Anonymous,
-            RegistryAuth::Basic { username, password } => ClientAuth::Basic(username, password),
+        let credentials = match &options.auth {
+            RegistryAuth::Anonymous => None,
+            RegistryAuth::Basic { username, password } => Some((username.clone(), password.clone())),
         };
         Ok(Self {
-            client,
+            transport: Transport::new(client, base_url, credentials, options.retry.clone()),
             host: host.to_owned(),
             namespace,
-            auth,
+            immutable_tags: options.immutable_tags,
         })
     }
 
-    /// The repository's full name on the registry, namespace included.
-    fn repository_path(&self, repository: &str) -> Result<String, RegistryError> {
+    /// The repository's full name on the registry, namespace included, after checking it.
+    fn path(&self, repository: &str) -> Result<String, RegistryError> {
         validate_repository(repository)?;
-        Ok(match &self.namespace {
-            Some(namespace) => format!("{namespace}/{repository}"),
-            None => repository.to_owned(),
+        Ok(self.repository_path(repository))
+    }
+
+    fn url(&self, path: &str, kind: &str, reference: &str) -> String {
+        format!("{}/v2/{path}/{kind}/{reference}", self.transport.base_url())
+    }
+
+    /// The absolute URL of an upload location, which registries may send as a path.
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') { format!("{}{location}", self.transport.base_url()) } else { location.to_owned() }
+    }
+
+    async fn head_manifest(
+        &self,
+        path: &str,
+        reference: &str,
+        context: &Context,
+    ) -> Result<Option<Response>, RegistryError> {
+        let scopes = pull_scope(path);
+        let request = Request::new(Method::HEAD, self.url(path, "manifests", reference), &scopes)
+            .header(ACCEPT, accept_manifests());
+        let response = self.transport.send(&request, context).await?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(response)),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(context.unexpected(response).await),
+        }
+    }
+
+    async fn get_manifest(
+        &self,
+        path: &str,
+        reference: &str,
+        context: &Context,
+    ) -> Result<Option<(Option<String>, Bytes)>, RegistryError> {
+        let scopes = pull_scope(path);
+        let request = Request::new(Method::GET, self.url(path, "manifests", reference), &scopes)
+            .header(ACCEPT, accept_manifests());
+        let response = self.transport.send(&request, context).await?;
+        match response.status() {
+            StatusCode::OK => {
+                let content_type = response
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|value| value.to_str().ok())
+                    .map(|value| value.split(';').next().unwrap_or(value).trim().to_owned());
+                let body = response.bytes().await.map_err(|error| context.error(error))?;
+                Ok(Some((content_type, body)))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(context.unexpected(response).await),
+        }
+    }
+
+    /// Opens an upload session and returns its absolute location.
+    async fn start_upload(&self, path: &str, context: &Context) -> Result<String, RegistryError> {
+        let scopes = push_scope(path);
+        let request =
+            Request::new(Method::POST, format!("{}/v2/{path}/blobs/uploads/", self.transport.base_url()), &scopes)
+                .header(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let response = self.transport.send(&request, context).await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(context.unexpected(response).await);
+        }
+        upload_location(&response).map(|location| self.absolute(&location)).ok_or_else(|| {
+            context.error(ResponseError {
+                status: 202,
+                code: None,
+                message: "the upload session has no Location".to_owned(),
+            })
         })
     }
 
-    fn tag_reference(&self, repository: &str, tag: &str) -> Result<Reference, RegistryError> {
-        validate_tag(tag)?;
-        Ok(Reference::with_tag(
-            self.host.clone(),
-            self.repository_path(repository)?,
-            tag.to_owned(),
-        ))
-    }
-
-    fn digest_reference(
+    /// Uploads a blob held in memory: one session, one `PUT`, retried whole.
+    async fn upload_bytes(
         &self,
-        repository: &str,
+        path: &str,
         digest: &Digest,
-    ) -> Result<Reference, RegistryError> {
-        Ok(Reference::with_digest(
-            self.host.clone(),
-            self.repository_path(repository)?,
-            digest.to_string(),
-        ))
+        bytes: Bytes,
+        context: &Context,
+    ) -> Result<(), RegistryError> {
+        let scopes = push_scope(path);
+        retry_whole(self.transport.retry_policy(), || {
+            let bytes = bytes.clone();
+            let scopes = &scopes;
+            async move {
+                let location = self.start_upload(path, context).await?;
+                let request = Request::new(Method::PUT, with_digest(&location, digest), scopes)
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
+                    .body(bytes);
+                // The session is single-use, so no request-level retry: a failure starts over.
+                let response = self.transport.send(&request, context).await?;
+                if response.status() != StatusCode::CREATED {
+                    return Err(context.unexpected(response).await);
+                }
+                Ok(())
+            }
+        })
+        .await
     }
 
-    /// Makes the credentials known to the client before requests that do not take them as an
-    /// argument (blob checks and pushes).
-    async fn remember_auth(&self) {
-        self.client
-            .store_auth_if_needed(&self.host, &self.auth)
-            .await;
+    /// Cancels an upload session that will not be used, so that it does not linger until
+    /// the registry purges it. Failures do not matter.
+    async fn cancel_upload(&self, path: &str, location: &str, context: &Context) {
+        let scopes = push_scope(path);
+        let request = Request::new(Method::DELETE, location.to_owned(), &scopes);
+        let _ = self.transport.send(&request, context).await;
     }
 }
 
 #[async_trait::async_trait]
 impl Registry for DistributionRegistry {
     async fn resolve(&self, repository: &str, tag: &str) -> Result<Option<Digest>, RegistryError> {
-        let reference = self.tag_reference(repository, tag)?;
-        match self
-            .client
-            .fetch_manifest_digest(&reference, &self.auth)
-            .await
-        {
-            Ok(digest) => Digest::parse(&digest).map(Some),
-            Err(error) if is_not_found(&error) => Ok(None),
-            Err(error) => Err(request_error(
-                "resolve",
-                self.reference(repository, tag),
-                error,
-            )),
+        let path = self.path(repository)?;
+        validate_tag(tag)?;
+        let context = Context::new("resolve", self.reference(repository, tag));
+        let Some(response) = self.head_manifest(&path, tag, &context).await? else {
+            return Ok(None);
+        };
+        if let Some(digest) = response.headers().get(DIGEST_HEADER).and_then(|value| value.to_str().ok()) {
+            return Digest::parse(digest.trim()).map(Some);
+        }
+        // Not every registry sends the digest header; the digest of the bytes is the truth.
+        match self.get_manifest(&path, tag, &context).await? {
+            Some((_, body)) => Ok(Some(Digest::of(&body))),
+            None => Ok(None),
         }
     }
 
-    async fn tag(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        tag: &str,
-    ) -> Result<TagOutcome, RegistryError> {
-        let destination = self.tag_reference(repository, tag)?;
-        let source = self.digest_reference(repository, digest)?;
-
+    async fn tag(&self, repository: &str, digest: &Digest, tag: &str) -> Result<TagOutcome, RegistryError> {
+        self.path(repository)?;
+        validate_tag(tag)?;
         // Checking first keeps a repeated promotion from writing anything at all.
         let previous = self.resolve(repository, tag).await?;
         if previous.as_ref() == Some(digest) {
             return Ok(TagOutcome::AlreadyPresent);
         }
-
-        let source_name = self.reference(repository, digest.as_str());
-        let (manifest, _) = self
-            .client
-            .pull_manifest_raw(&source, &self.auth, &MANIFEST_MEDIA_TYPES)
-            .await
-            .map_err(|error| {
-                if is_not_found(&error) {
-                    RegistryError::NotFound {
-                        reference: source_name.clone(),
-                    }
-                } else {
-                    request_error("pull manifest", source_name.clone(), error)
-                }
-            })?;
-        // The client checks the digest header; hashing again ties the bytes to the digest
-        // gantry asked for, whatever header the registry sent.
-        let actual = Digest::of(&manifest);
-        if &actual != digest {
-            return Err(RegistryError::DigestMismatch {
-                expected: digest.to_string(),
-                actual: actual.to_string(),
+        if let Some(current) = &previous
+            && self.immutable_tags
+        {
+            return Err(RegistryError::TagImmutable {
+                reference: self.reference(repository, tag),
+                current: current.clone(),
+                requested: digest.clone(),
             });
         }
-        let parsed =
-            parse_manifest(&manifest, None).map_err(|reason| RegistryError::InvalidManifest {
-                reference: source_name.clone(),
-                reason,
-            })?;
-        let content_type = header_value(&parsed.media_type, &source_name)?;
-
-        self.remember_auth().await;
-        self.client
-            .push_manifest_raw(&destination, manifest, content_type)
-            .await
-            .map_err(|error| {
-                request_error("push manifest", self.reference(repository, tag), error)
-            })?;
-
+        let manifest = self.fetch_manifest(repository, digest).await?;
+        self.put_manifest(repository, &manifest, Some(tag)).await?;
         Ok(match previous {
             None => TagOutcome::Created,
             Some(from) => TagOutcome::Moved { from },
         })
     }
 
-    async fn push_image(
-        &self,
-        repository: &str,
-        tag: &str,
-        image: &Image,
-    ) -> Result<Digest, RegistryError> {
-        let destination = self.tag_reference(repository, tag)?;
+    async fn push_image(&self, repository: &str, tag: &str, image: &Image) -> Result<Digest, RegistryError> {
+        let path = self.path(repository)?;
+        validate_tag(tag)?;
         let name = self.reference(repository, tag);
         let blobs = image.checked_blobs(&name)?;
-        let content_type = header_value(&image.manifest_media_type, &name)?;
+        let digest = image.digest();
+        if self.immutable_tags
+            && let Some(current) = self.resolve(repository, tag).await?
+            && current != digest
+        {
+            return Err(RegistryError::TagImmutable { reference: name, current, requested: digest });
+        }
 
-        self.remember_auth().await;
         let mut sent: Vec<&Digest> = Vec::new();
-        for (digest, bytes) in &blobs {
-            if sent.contains(&digest) {
+        for (blob_digest, bytes) in &blobs {
+            if sent.contains(&blob_digest) {
                 continue;
             }
-            let blob_name = self.reference(repository, digest.as_str());
-            let present = self
-                .client
-                .blob_exists(&destination, digest.as_str())
-                .await
-                .map_err(|error| request_error("check blob", blob_name.clone(), error))?;
-            if !present {
-                self.client
-                    .push_blob(&destination, bytes.to_vec(), digest.as_str())
-                    .await
-                    .map_err(|error| request_error("push blob", blob_name, error))?;
+            if !self.blob_exists(repository, blob_digest).await? {
+                let context = Context::new("upload blob to", self.reference(repository, blob_digest.as_str()));
+                self.upload_bytes(&path, blob_digest, Bytes::copy_from_slice(bytes), &context).await?;
             }
-            sent.push(digest);
+            sent.push(blob_digest);
         }
-        self.client
-            .push_manifest_raw(&destination, image.manifest.clone(), content_type)
-            .await
-            .map_err(|error| request_error("push manifest", name, error))?;
-        Ok(image.digest())
+        let manifest = Manifest { bytes: image.manifest.clone(), media_type: image.manifest_media_type.clone() };
+        self.put_manifest(repository, &manifest, Some(tag)).await?;
+        Ok(digest)
     }
 
     async fn list_tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
-        // Any tag will do: the tags endpoint only looks at the repository.
-        let reference = self.tag_reference(repository, "latest")?;
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+
+        let path = self.path(repository)?;
         let name = self.reference(repository, "");
+        let context = Context::new("list tags of", name.clone());
+        let scopes = pull_scope(&path);
         let mut tags: Vec<String> = Vec::new();
         let mut last: Option<String> = None;
         loop {
-            let page = self
-                .client
-                .list_tags(
-                    &reference,
-                    &self.auth,
-                    Some(TAGS_PAGE_SIZE),
-                    last.as_deref(),
-                )
-                .await
-                .map_err(|error| {
-                    if is_not_found(&error) {
-                        RegistryError::NotFound {
-                            reference: name.clone(),
-                        }
-                    } else {
-                        request_error("list tags of", name.clone(), error)
-                    }
-                })?;
+            let mut url = format!("{}/v2/{path}/tags/list?n={TAGS_PAGE_SIZE}", self.transport.base_url());
+            if let Some(last) = &last {
+                url.push_str("&last=");
+                url.push_str(last);
+            }
+            let request = Request::new(Method::GET, url, &scopes);
+            let response = self.transport.send(&request, &context).await?;
+            match response.status() {
+                StatusCode::OK => {}
+                StatusCode::NOT_FOUND => {
+                    return Err(RegistryError::NotFound { reference: name });
+                }
+                _ => return Err(context.unexpected(response).await),
+            }
+            let body = response.bytes().await.map_err(|error| context.error(error))?;
+            let page: TagList = serde_json::from_slice(&body).map_err(|error| {
+                context.error(ResponseError {
+                    status: 200,
+                    code: None,
+                    message: format!("the tag list is not valid JSON: {error}"),
+                })
+            })?;
             let before = tags.len();
             tags.extend(
                 page.tags
+                    .unwrap_or_default()
                     .into_iter()
-                    .filter(|tag| Some(tag) != last.as_ref()),
+                    .filter(|tag| Some(tag) != last.as_ref() && validate_tag(tag).is_ok()),
             );
             tags.sort();
             tags.dedup();
@@ -294,172 +352,274 @@ impl Registry for DistributionRegistry {
     }
 
     fn reference(&self, repository: &str, tag_or_digest: &str) -> String {
-        let repository = match &self.namespace {
+        join_reference(format!("{}/{}", self.host, self.repository_path(repository)), tag_or_digest)
+    }
+
+    fn identity(&self) -> String {
+        self.transport.base_url().to_owned()
+    }
+
+    fn repository_path(&self, repository: &str) -> String {
+        match &self.namespace {
             Some(namespace) => format!("{namespace}/{repository}"),
             None => repository.to_owned(),
-        };
-        join_reference(format!("{}/{repository}", self.host), tag_or_digest)
-    }
-}
-
-fn header_value(media_type: &str, reference: &str) -> Result<HeaderValue, RegistryError> {
-    HeaderValue::from_str(media_type).map_err(|_| RegistryError::InvalidManifest {
-        reference: reference.to_owned(),
-        reason: format!("media type {media_type:?} cannot be sent as a Content-Type"),
-    })
-}
-
-/// Whether the registry said the repository or manifest does not exist.
-fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::RegistryError { envelope, .. } => {
-            envelope.errors.iter().any(|error| {
-                matches!(
-                    error.code,
-                    OciErrorCode::ManifestUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound
-                )
-            })
         }
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        _ => false,
     }
-}
 
-/// The HTTP status behind a client error, when there was one.
-fn status_of(error: &OciDistributionError) -> Option<u16> {
-    match error {
-        OciDistributionError::ServerError { code, .. } => Some(*code),
-        OciDistributionError::UnauthorizedError { .. } => Some(401),
-        OciDistributionError::RequestError(error) => error.status().map(|status| status.as_u16()),
-        // The client keeps only the error body of 4xx answers; the status follows from the
-        // OCI error code.
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let code = envelope.errors.first().map(|error| &error.code);
-            Some(match code {
-                Some(OciErrorCode::Toomanyrequests) => 429,
-                Some(OciErrorCode::Unauthorized) => 401,
-                Some(OciErrorCode::Denied) => 403,
-                Some(
-                    OciErrorCode::NameUnknown
-                    | OciErrorCode::ManifestUnknown
-                    | OciErrorCode::BlobUnknown
-                    | OciErrorCode::NotFound,
-                ) => 404,
-                _ => 400,
-            })
-        }
-        _ => None,
+    fn immutable_tags(&self) -> bool {
+        self.immutable_tags
     }
-}
 
-fn request_error(
-    action: &'static str,
-    reference: String,
-    error: OciDistributionError,
-) -> RegistryError {
-    if let OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) =
-        &error
-    {
-        return RegistryError::DigestMismatch {
-            expected: expected.clone(),
-            actual: actual.clone(),
+    fn retry_policy(&self) -> RetryPolicy {
+        self.transport.retry_policy().clone()
+    }
+
+    async fn fetch_manifest(&self, repository: &str, digest: &Digest) -> Result<Manifest, RegistryError> {
+        let path = self.path(repository)?;
+        let name = self.reference(repository, digest.as_str());
+        let context = Context::new("pull manifest", name.clone());
+        let Some((content_type, body)) = self.get_manifest(&path, digest.as_str(), &context).await? else {
+            return Err(RegistryError::NotFound { reference: name });
         };
+        // Hashing ties the bytes to the digest that was asked for, whatever the registry sent.
+        let actual = Digest::of(&body);
+        if &actual != digest {
+            return Err(RegistryError::DigestMismatch { expected: digest.to_string(), actual: actual.to_string() });
+        }
+        let declared = content_type.filter(|value| MANIFEST_MEDIA_TYPES.contains(&value.as_str()));
+        let parsed = parse_manifest(&body, declared.as_deref())
+            .map_err(|reason| RegistryError::InvalidManifest { reference: name, reason })?;
+        Ok(Manifest { bytes: body.to_vec(), media_type: parsed.media_type })
     }
-    RegistryError::Distribution {
-        action,
-        reference,
-        status: status_of(&error),
-        source: Box::new(error),
+
+    async fn manifest_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let path = self.path(repository)?;
+        let context = Context::new("look up", self.reference(repository, digest.as_str()));
+        Ok(self.head_manifest(&path, digest.as_str(), &context).await?.is_some())
     }
+
+    async fn put_manifest(
+        &self,
+        repository: &str,
+        manifest: &Manifest,
+        tag: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let path = self.path(repository)?;
+        let digest = manifest.digest();
+        let reference = match tag {
+            Some(tag) => {
+                validate_tag(tag)?;
+                tag.to_owned()
+            }
+            None => digest.to_string(),
+        };
+        let context = Context::new("push manifest", self.reference(repository, &reference));
+        let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| RegistryError::InvalidManifest {
+            reference: context.reference.clone(),
+            reason: format!("media type {:?} cannot be sent as a Content-Type", manifest.media_type),
+        })?;
+        let scopes = push_scope(&path);
+        let request = Request::new(Method::PUT, self.url(&path, "manifests", &reference), &scopes)
+            .header(CONTENT_TYPE, content_type)
+            .body(Bytes::copy_from_slice(&manifest.bytes));
+        let response = self.transport.send(&request, &context).await?;
+        if !response.status().is_success() {
+            return Err(context.unexpected(response).await);
+        }
+        // A registry that stored something else (re-serialised the manifest) would break the
+        // promise that the digest never changes.
+        if let Some(stored) = response.headers().get(DIGEST_HEADER).and_then(|value| value.to_str().ok())
+            && stored.trim() != digest.as_str()
+        {
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.to_string(),
+                actual: stored.trim().to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let path = self.path(repository)?;
+        let context = Context::new("check blob", self.reference(repository, digest.as_str()));
+        let scopes = pull_scope(&path);
+        let request = Request::new(Method::HEAD, self.url(&path, "blobs", digest.as_str()), &scopes);
+        let response = self.transport.send(&request, &context).await?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(context.unexpected(response).await),
+        }
+    }
+
+    async fn read_blob(&self, repository: &str, digest: &Digest) -> Result<Blob, RegistryError> {
+        let path = self.path(repository)?;
+        let name = self.reference(repository, digest.as_str());
+        let context = Context::new("download blob", name.clone());
+        let scopes = pull_scope(&path);
+        let request = Request::new(Method::GET, self.url(&path, "blobs", digest.as_str()), &scopes);
+        let response = self.transport.send(&request, &context).await?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(RegistryError::NotFound { reference: name }),
+            _ => return Err(context.unexpected(response).await),
+        }
+        let size = response.content_length();
+        let stream_context = context.clone();
+        let stream: BlobStream = Box::pin(response.bytes_stream().map_err(move |error| stream_context.error(error)));
+        Ok(Blob { size, stream })
+    }
+
+    async fn write_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        blob: BlobStream,
+    ) -> Result<(), RegistryError> {
+        let path = self.path(repository)?;
+        let context = Context::new("upload blob to", self.reference(repository, digest.as_str()));
+        let location = self.start_upload(&path, &context).await?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
+        let scopes = push_scope(&path);
+        // The HTTP client only sees that the body failed; the stream's own error (a digest
+        // mismatch, the source going away) is kept aside because it says what happened.
+        let failure: Arc<Mutex<Option<RegistryError>>> = Arc::default();
+        let slot = Arc::clone(&failure);
+        let body = blob.map_err(move |error| {
+            let message = error.to_string();
+            *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
+            std::io::Error::other(message)
+        });
+        // One monolithic PUT: the registry checks the digest before it commits the blob, and
+        // a stream that fails aborts the request before its last bytes are sent.
+        let response = self
+            .transport
+            .send_stream(
+                Method::PUT,
+                &with_digest(&location, digest),
+                headers,
+                reqwest::Body::wrap_stream(body),
+                &scopes,
+                &context,
+            )
+            .await;
+        let stream_error = failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let error = match response {
+            Ok(response) if response.status() == StatusCode::CREATED && stream_error.is_none() => {
+                return Ok(());
+            }
+            Ok(response) => context.unexpected(response).await,
+            Err(error) => error,
+        };
+        self.cancel_upload(&path, &location, &context).await;
+        Err(stream_error.unwrap_or(error))
+    }
+
+    async fn mount_blob(&self, repository: &str, from: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let path = self.path(repository)?;
+        validate_repository(from)?;
+        let context = Context::new("mount blob into", self.reference(repository, digest.as_str()));
+        // The token must allow reading the source as well as writing the destination.
+        let mut scopes = push_scope(&path);
+        scopes.push(format!("repository:{from}:pull"));
+        let request = Request::new(
+            Method::POST,
+            format!(
+                "{}/v2/{path}/blobs/uploads/?mount={}&from={from}",
+                self.transport.base_url(),
+                encode_digest(digest)
+            ),
+            &scopes,
+        )
+        .header(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let response = self.transport.send(&request, &context).await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            // The registry declined and opened an ordinary upload session instead.
+            StatusCode::ACCEPTED => {
+                if let Some(location) = upload_location(&response) {
+                    self.cancel_upload(&path, &self.absolute(&location), &context).await;
+                }
+                Ok(false)
+            }
+            status if status.is_client_error() && status != StatusCode::UNAUTHORIZED => {
+                // Some registries refuse mounts outright (no access to the source, feature
+                // off); a copy may still work, and fails clearly if it cannot.
+                tracing::debug!(
+                    status = status.as_u16(),
+                    reference = %context.reference,
+                    "the registry refused a cross-repository mount"
+                );
+                Ok(false)
+            }
+            _ => Err(context.unexpected(response).await),
+        }
+    }
+}
+
+fn pull_scope(path: &str) -> Vec<String> {
+    vec![format!("repository:{path}:pull")]
+}
+
+fn push_scope(path: &str) -> Vec<String> {
+    vec![format!("repository:{path}:pull,push")]
+}
+
+fn accept_manifests() -> HeaderValue {
+    // The media types are constants made of header-safe characters.
+    HeaderValue::from_str(&MANIFEST_MEDIA_TYPES.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("*/*"))
+}
+
+fn upload_location(response: &Response) -> Option<String> {
+    response.headers().get(LOCATION).and_then(|value| value.to_str().ok()).map(str::to_owned)
+}
+
+fn encode_digest(digest: &Digest) -> String {
+    digest.as_str().replace(':', "%3A")
+}
+
+/// Appends the `digest` query parameter that completes an upload.
+fn with_digest(location: &str, digest: &Digest) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={}", encode_digest(digest))
 }
 
 #[cfg(test)]
 mod tests {
-    use oci_client::errors::{OciEnvelope, OciError};
-
     use super::*;
-
-    fn envelope(code: OciErrorCode) -> OciDistributionError {
-        OciDistributionError::RegistryError {
-            envelope: OciEnvelope {
-                errors: vec![OciError {
-                    code,
-                    message: String::new(),
-                    detail: serde_json::Value::Null,
-                }],
-            },
-            url: "http://registry/v2/app/manifests/v1".to_owned(),
-        }
-    }
-
-    #[test]
-    fn registry_answers_map_to_statuses_and_retry_policy() {
-        let error = request_error(
-            "resolve",
-            "r/app:v1".into(),
-            envelope(OciErrorCode::Toomanyrequests),
-        );
-        assert!(matches!(
-            error,
-            RegistryError::Distribution {
-                status: Some(429),
-                ..
-            }
-        ));
-        assert!(error.is_transient());
-
-        let error = request_error("resolve", "r/app:v1".into(), envelope(OciErrorCode::Denied));
-        assert!(matches!(
-            error,
-            RegistryError::Distribution {
-                status: Some(403),
-                ..
-            }
-        ));
-        assert!(!error.is_transient());
-
-        let server = OciDistributionError::ServerError {
-            code: 502,
-            url: "http://registry/v2/".into(),
-            message: "bad gateway".into(),
-        };
-        assert!(request_error("resolve", "r/app:v1".into(), server).is_transient());
-    }
-
-    #[test]
-    fn unknown_names_and_manifests_are_not_found() {
-        assert!(is_not_found(&envelope(OciErrorCode::ManifestUnknown)));
-        assert!(is_not_found(&envelope(OciErrorCode::NameUnknown)));
-        assert!(!is_not_found(&envelope(OciErrorCode::Denied)));
-    }
-
-    #[test]
-    fn digest_verification_failures_become_mismatches() {
-        let error = OciDistributionError::DigestError(DigestError::VerificationError {
-            expected: "sha256:a".into(),
-            actual: "sha256:b".into(),
-        });
-        assert!(matches!(
-            request_error("pull manifest", "r/app@sha256:a".into(), error),
-            RegistryError::DigestMismatch { .. }
-        ));
-    }
 
     #[test]
     fn references_include_host_and_namespace() {
-        let registry = DistributionRegistry::new(
-            "127.0.0.1:5000",
-            Scheme::Http,
-            Some("team".into()),
-            RegistryAuth::Anonymous,
-        )
-        .unwrap();
+        let registry =
+            DistributionRegistry::new("127.0.0.1:5000", Scheme::Http, Some("team".into()), RegistryAuth::Anonymous)
+                .unwrap();
+        assert_eq!(registry.reference("app", "dev"), "127.0.0.1:5000/team/app:dev");
+        assert_eq!(registry.repository_path("app"), "team/app");
+        assert_eq!(registry.identity(), "http://127.0.0.1:5000");
+    }
+
+    #[test]
+    fn upload_locations_get_the_digest_appended() {
+        let digest = Digest::of(b"x");
+        let encoded = digest.as_str().replace(':', "%3A");
         assert_eq!(
-            registry.reference("app", "dev"),
-            "127.0.0.1:5000/team/app:dev"
+            with_digest("http://h/v2/app/blobs/uploads/1", &digest),
+            format!("http://h/v2/app/blobs/uploads/1?digest={encoded}")
         );
+        assert_eq!(
+            with_digest("http://h/v2/app/blobs/uploads/1?_state=abc", &digest),
+            format!("http://h/v2/app/blobs/uploads/1?_state=abc&digest={encoded}")
+        );
+    }
+
+    #[test]
+    fn relative_locations_become_absolute() {
+        let registry =
+            DistributionRegistry::new("127.0.0.1:5000", Scheme::Http, None, RegistryAuth::Anonymous).unwrap();
+        assert_eq!(registry.absolute("/v2/app/blobs/uploads/1"), "http://127.0.0.1:5000/v2/app/blobs/uploads/1");
+        assert_eq!(registry.absolute("https://storage.example.com/upload/1"), "https://storage.example.com/upload/1");
     }
 }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, Digest, OCI_INDEX_MEDIA_TYPE,
-    OCI_MANIFEST_MEDIA_TYPE, RegistryError,
+    DOCKER_MANIFEST_LIST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, Digest, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE,
+    RegistryError,
 };
 
 /// Media type of an OCI image config blob.
@@ -46,16 +46,9 @@ impl Image {
     /// Checks that the manifest is an image manifest naming exactly `config` and `layers`, and
     /// returns every blob with its digest, config first. Registries reject manifests whose
     /// blobs are missing; checking first turns that into a clear error before any upload.
-    pub(crate) fn checked_blobs(
-        &self,
-        reference: &str,
-    ) -> Result<Vec<(Digest, &[u8])>, RegistryError> {
-        let invalid = |reason: String| RegistryError::InvalidManifest {
-            reference: reference.to_owned(),
-            reason,
-        };
-        let parsed =
-            parse_manifest(&self.manifest, Some(&self.manifest_media_type)).map_err(invalid)?;
+    pub(crate) fn checked_blobs(&self, reference: &str) -> Result<Vec<(Digest, &[u8])>, RegistryError> {
+        let invalid = |reason: String| RegistryError::InvalidManifest { reference: reference.to_owned(), reason };
+        let parsed = parse_manifest(&self.manifest, Some(&self.manifest_media_type)).map_err(invalid)?;
         let ManifestKind::Image { config, layers } = parsed.kind else {
             return Err(invalid(format!(
                 "{} is an index; push its images first and tag the index by digest",
@@ -94,6 +87,39 @@ impl Image {
     }
 }
 
+/// A manifest as a registry stores it: the exact bytes, which its digest is the hash of, and
+/// the media type it is served with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The manifest, byte for byte.
+    pub bytes: Vec<u8>,
+    /// Its media type: an image manifest or an index, OCI or Docker.
+    pub media_type: String,
+}
+
+impl Manifest {
+    /// The manifest digest.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.bytes)
+    }
+
+    /// Reads what the manifest references; `reference` names it in errors.
+    pub(crate) fn parse(&self, reference: &str) -> Result<ParsedManifest, RegistryError> {
+        parse_manifest(&self.bytes, Some(&self.media_type))
+            .map_err(|reason| RegistryError::InvalidManifest { reference: reference.to_owned(), reason })
+    }
+}
+
+impl fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manifest")
+            .field("digest", &self.digest())
+            .field("media_type", &self.media_type)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
 impl fmt::Debug for Image {
     // Blobs can be megabytes; their sizes are what is useful in a debug print.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -101,10 +127,7 @@ impl fmt::Debug for Image {
             .field("digest", &self.digest())
             .field("manifest_media_type", &self.manifest_media_type)
             .field("config_bytes", &self.config.len())
-            .field(
-                "layer_bytes",
-                &self.layers.iter().map(Vec::len).collect::<Vec<_>>(),
-            )
+            .field("layer_bytes", &self.layers.iter().map(Vec::len).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -120,10 +143,7 @@ pub(crate) struct Descriptor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ManifestKind {
     /// A single image: a config blob and layer blobs.
-    Image {
-        config: Descriptor,
-        layers: Vec<Descriptor>,
-    },
+    Image { config: Descriptor, layers: Vec<Descriptor> },
     /// An index: child manifests.
     Index { manifests: Vec<Descriptor> },
 }
@@ -155,10 +175,7 @@ impl RawDescriptor {
     fn checked(self) -> Result<Descriptor, String> {
         let digest = Digest::parse(&self.digest)
             .map_err(|_| format!("descriptor digest {:?} is not a sha256 digest", self.digest))?;
-        Ok(Descriptor {
-            digest,
-            size: self.size,
-        })
+        Ok(Descriptor { digest, size: self.size })
     }
 }
 
@@ -168,20 +185,15 @@ impl RawDescriptor {
 /// descriptor). OCI manifests may leave out their own `mediaType`; then the declared type, or
 /// failing that the shape of the document, decides. A manifest whose body contradicts the
 /// declared type is rejected, because registries would store it under the wrong type.
-pub(crate) fn parse_manifest(
-    bytes: &[u8],
-    declared: Option<&str>,
-) -> Result<ParsedManifest, String> {
-    let raw: RawManifest = serde_json::from_slice(bytes)
-        .map_err(|error| format!("the manifest is not valid manifest JSON: {error}"))?;
+pub(crate) fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> Result<ParsedManifest, String> {
+    let raw: RawManifest =
+        serde_json::from_slice(bytes).map_err(|error| format!("the manifest is not valid manifest JSON: {error}"))?;
     if raw.schema_version != Some(2) {
         return Err("only schemaVersion 2 manifests are supported".to_owned());
     }
     let media_type = match (raw.media_type.as_deref(), declared) {
         (Some(body), Some(declared)) if body != declared => {
-            return Err(format!(
-                "the manifest says it is {body} but is declared as {declared}"
-            ));
+            return Err(format!("the manifest says it is {body} but is declared as {declared}"));
         }
         (Some(body), _) => body.to_owned(),
         (None, Some(declared)) => declared.to_owned(),
@@ -190,10 +202,7 @@ pub(crate) fn parse_manifest(
     };
     let kind = match media_type.as_str() {
         OCI_MANIFEST_MEDIA_TYPE | DOCKER_MANIFEST_MEDIA_TYPE => {
-            let config = raw
-                .config
-                .ok_or("an image manifest needs a config descriptor")?
-                .checked()?;
+            let config = raw.config.ok_or("an image manifest needs a config descriptor")?.checked()?;
             let layers = raw
                 .layers
                 .ok_or("an image manifest needs a layers array")?
@@ -266,12 +275,7 @@ pub fn sample_image(app: &str, labels: &[(&str, &str)]) -> Image {
     .to_string()
     .into_bytes();
 
-    Image {
-        manifest,
-        manifest_media_type: OCI_MANIFEST_MEDIA_TYPE.to_owned(),
-        config,
-        layers: vec![layer],
-    }
+    Image { manifest, manifest_media_type: OCI_MANIFEST_MEDIA_TYPE.to_owned(), config, layers: vec![layer] }
 }
 
 /// A tar archive with one file whose text names the app. The path is fixed so that no app
@@ -290,22 +294,14 @@ fn sample_layer_tar(app: &str) -> Vec<u8> {
     builder
         .append_data(&mut header, "gantry-sample.txt", text.as_bytes())
         .expect("appending a constant entry to an in-memory tar cannot fail");
-    builder
-        .into_inner()
-        .expect("finishing an in-memory tar cannot fail")
+    builder.into_inner().expect("finishing an in-memory tar cannot fail")
 }
 
 /// Gzip without a file name or timestamp in the header, so equal input gives equal output.
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), Compression::default());
-    encoder
-        .write_all(bytes)
-        .expect("compressing into memory cannot fail");
-    encoder
-        .finish()
-        .expect("compressing into memory cannot fail")
+    let mut encoder = GzBuilder::new().mtime(0).write(Vec::new(), Compression::default());
+    encoder.write_all(bytes).expect("compressing into memory cannot fail");
+    encoder.finish().expect("compressing into memory cannot fail")
 }
 
 #[cfg(test)]
@@ -347,13 +343,8 @@ mod tests {
 
         // The diff_id is the digest of the uncompressed layer, as image configs require.
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(image.layers[0].as_slice())
-            .read_to_end(&mut tar)
-            .unwrap();
-        assert_eq!(
-            config["rootfs"]["diff_ids"][0],
-            Digest::of(&tar).to_string()
-        );
+        flate2::read::GzDecoder::new(image.layers[0].as_slice()).read_to_end(&mut tar).unwrap();
+        assert_eq!(config["rootfs"]["diff_ids"][0], Digest::of(&tar).to_string());
         let mut archive = tar::Archive::new(tar.as_slice());
         let mut entries = archive.entries().unwrap();
         let mut entry = entries.next().unwrap().unwrap();
@@ -368,24 +359,15 @@ mod tests {
     fn checked_blobs_rejects_blobs_that_do_not_match() {
         let mut image = sample_image("app", &[]);
         image.layers[0].push(0);
-        assert!(matches!(
-            image.checked_blobs("test"),
-            Err(RegistryError::DigestMismatch { .. })
-        ));
+        assert!(matches!(image.checked_blobs("test"), Err(RegistryError::DigestMismatch { .. })));
 
         let mut image = sample_image("app", &[]);
         image.layers.clear();
-        assert!(matches!(
-            image.checked_blobs("test"),
-            Err(RegistryError::InvalidManifest { .. })
-        ));
+        assert!(matches!(image.checked_blobs("test"), Err(RegistryError::InvalidManifest { .. })));
 
         let mut image = sample_image("app", &[]);
         image.manifest_media_type = DOCKER_MANIFEST_MEDIA_TYPE.to_owned();
-        assert!(matches!(
-            image.checked_blobs("test"),
-            Err(RegistryError::InvalidManifest { .. })
-        ));
+        assert!(matches!(image.checked_blobs("test"), Err(RegistryError::InvalidManifest { .. })));
     }
 
     #[test]
@@ -393,16 +375,8 @@ mod tests {
         let digest = Digest::of(b"x");
         let descriptor = json!({"mediaType": "x", "digest": digest, "size": 1});
         let cases = [
-            (
-                json!({"schemaVersion": 2, "config": descriptor, "layers": [descriptor]}),
-                None,
-                OCI_MANIFEST_MEDIA_TYPE,
-            ),
-            (
-                json!({"schemaVersion": 2, "manifests": [descriptor]}),
-                None,
-                OCI_INDEX_MEDIA_TYPE,
-            ),
+            (json!({"schemaVersion": 2, "config": descriptor, "layers": [descriptor]}), None, OCI_MANIFEST_MEDIA_TYPE),
+            (json!({"schemaVersion": 2, "manifests": [descriptor]}), None, OCI_INDEX_MEDIA_TYPE),
             (
                 json!({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_MEDIA_TYPE,
                        "config": descriptor, "layers": []}),
@@ -430,10 +404,7 @@ mod tests {
             (json!({"schemaVersion": 1, "fsLayers": []}), None),
             (json!({"schemaVersion": 2, "mediaType": "text/plain"}), None),
             (json!({"schemaVersion": 2, "layers": [descriptor]}), None),
-            (
-                json!({"schemaVersion": 2, "config": {"digest": "md5:x", "size": 1}, "layers": []}),
-                None,
-            ),
+            (json!({"schemaVersion": 2, "config": {"digest": "md5:x", "size": 1}, "layers": []}), None),
             (
                 json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST_MEDIA_TYPE,
                        "config": descriptor, "layers": []}),
@@ -442,10 +413,7 @@ mod tests {
         ];
         for (document, declared) in cases {
             let bytes = document.to_string().into_bytes();
-            assert!(
-                parse_manifest(&bytes, declared).is_err(),
-                "{document} must be rejected"
-            );
+            assert!(parse_manifest(&bytes, declared).is_err(), "{document} must be rejected");
         }
         assert!(parse_manifest(b"not json", None).is_err());
     }

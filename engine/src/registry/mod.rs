@@ -2,34 +2,57 @@
 //!
 //! Promotion never rebuilds an image. The same manifest digest moves from environment to
 //! environment, and tags such as `dev-sha-abc1234` or `prod-v1.2.3` are labels pointing at
-//! it. A retag is therefore a manifest write by digest inside one repository: it never moves
-//! layers and it never changes the digest.
+//! it. How the digest gets to its destination depends on where that is ([`promote`]):
 //!
-//! Two kinds of registry sit behind the [`Registry`] trait:
+//! - the same repository: a retag, one manifest written by digest, no blob traffic;
+//! - another repository of the same registry: blobs are mounted across repositories
+//!   (`POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repository>`), falling back to a
+//!   streamed copy when the registry refuses the mount;
+//! - another registry: every missing blob is streamed from source to destination and checked
+//!   against its digest on the way, then the manifests are written, children first.
+//!
+//! Image indexes (multi-platform images) move with all their child manifests, and any OCI
+//! artifact (Helm charts, SBOMs, signatures) moves the same way: only the manifest media
+//! types matter, never the config or layer types.
+//!
+//! Three kinds of registry sit behind the [`Registry`] trait:
 //!
 //! - [`DistributionRegistry`]: any registry that speaks the OCI distribution API (Docker Hub,
-//!   Harbor, `docker-registry`, ...);
+//!   Harbor, `docker-registry`, ...), with basic or bearer-token authentication and retries;
 //! - [`LayoutRegistry`]: a directory holding one OCI image layout per repository, the
-//!   embedded default that needs no server at all.
+//!   embedded default that needs no server at all;
+//! - [`EcrRegistry`]: Amazon ECR through its own API (retags only).
 //!
-//! [`open`] turns a configured registry URL into the right implementation.
+//! [`open`] and [`open_with`] turn a configured registry URL into the right implementation;
+//! [`ImageReference`] parses the references the CLI takes.
 
+pub mod copy;
 pub mod distribution;
+pub mod ecr;
+mod http;
 pub mod image;
 pub mod layout;
+pub mod reference;
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use copy::{Location, Promotion, Strategy, promote};
 pub use distribution::{DistributionRegistry, Scheme};
-pub use image::{Image, sample_image};
+pub use ecr::EcrRegistry;
+pub use http::RetryPolicy;
+pub use image::{Image, Manifest, sample_image};
 pub use layout::LayoutRegistry;
+pub use reference::ImageReference;
 
 /// Media type of an OCI image manifest.
 pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -38,15 +61,10 @@ pub const OCI_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json"
 /// Media type of a Docker image manifest, schema 2.
 pub const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Media type of a Docker manifest list (the Docker flavour of an image index).
-pub const DOCKER_MANIFEST_LIST_MEDIA_TYPE: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST_LIST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Every manifest media type gantry reads, tags and pushes.
-pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    OCI_MANIFEST_MEDIA_TYPE,
-    OCI_INDEX_MEDIA_TYPE,
-    DOCKER_MANIFEST_MEDIA_TYPE,
-    DOCKER_MANIFEST_LIST_MEDIA_TYPE,
-];
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] =
+    [OCI_MANIFEST_MEDIA_TYPE, OCI_INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_LIST_MEDIA_TYPE];
 
 /// A content digest of the form `sha256:<64 lowercase hex digits>`.
 ///
@@ -60,18 +78,9 @@ impl Digest {
     /// Parses and validates a digest string.
     pub fn parse(s: &str) -> Result<Self, RegistryError> {
         let valid = s.strip_prefix("sha256:").is_some_and(|hex| {
-            hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         });
-        if valid {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(RegistryError::InvalidDigest {
-                value: s.to_owned(),
-            })
-        }
+        if valid { Ok(Self(s.to_owned())) } else { Err(RegistryError::InvalidDigest { value: s.to_owned() }) }
     }
 
     /// The whole digest, `sha256:…`.
@@ -152,11 +161,9 @@ impl fmt::Debug for RegistryAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Anonymous => f.write_str("Anonymous"),
-            Self::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
+            Self::Basic { username, .. } => {
+                f.debug_struct("Basic").field("username", username).field("password", &"<redacted>").finish()
+            }
         }
     }
 }
@@ -174,22 +181,12 @@ pub trait Registry: Send + Sync {
     ///
     /// Fails with [`RegistryError::NotFound`] when the repository holds no manifest with
     /// that digest.
-    async fn tag(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        tag: &str,
-    ) -> Result<TagOutcome, RegistryError>;
+    async fn tag(&self, repository: &str, digest: &Digest, tag: &str) -> Result<TagOutcome, RegistryError>;
 
     /// Pushes a whole image (blobs then manifest) under `tag`; blobs already present are not re-sent.
     ///
     /// Returns the manifest digest, which is [`Image::digest`].
-    async fn push_image(
-        &self,
-        repository: &str,
-        tag: &str,
-        image: &Image,
-    ) -> Result<Digest, RegistryError>;
+    async fn push_image(&self, repository: &str, tag: &str, image: &Image) -> Result<Digest, RegistryError>;
 
     /// All tags of the repository, sorted; [`RegistryError::NotFound`] when the repository
     /// does not exist.
@@ -200,24 +197,153 @@ pub trait Registry: Send + Sync {
     /// `tag_or_digest` is appended after `@` when it is a digest and after `:` otherwise;
     /// an empty string names the repository itself.
     fn reference(&self, repository: &str, tag_or_digest: &str) -> String;
+
+    /// What two handles share when they reach the same storage, e.g. `http://127.0.0.1:5000`
+    /// or `oci-layout:/srv/oci`: blobs can be mounted between repositories of one identity.
+    fn identity(&self) -> String;
+
+    /// The repository's name as the storage knows it (a configured namespace included); the
+    /// `from` of a cross-repository mount.
+    fn repository_path(&self, repository: &str) -> String {
+        repository.to_owned()
+    }
+
+    /// Whether a tag, once written, may never point at another digest. Writes check before
+    /// they write and fail with [`RegistryError::TagImmutable`].
+    fn immutable_tags(&self) -> bool {
+        false
+    }
+
+    /// Retry policy for whole-blob transfers, which cannot be replayed request by request.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::default()
+    }
+
+    /// Reads the manifest with `digest`, checking that its bytes hash to it.
+    ///
+    /// Fails with [`RegistryError::NotFound`] when the repository holds no such manifest.
+    async fn fetch_manifest(&self, repository: &str, digest: &Digest) -> Result<Manifest, RegistryError>;
+
+    /// Whether the repository holds the manifest with `digest`.
+    async fn manifest_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError>;
+
+    /// Stores a manifest whose blobs and child manifests are already in the repository: under
+    /// `tag` when one is given, otherwise by digest only (the children of an index).
+    async fn put_manifest(&self, repository: &str, manifest: &Manifest, tag: Option<&str>)
+    -> Result<(), RegistryError>;
+
+    /// Whether the repository holds the blob with `digest`.
+    async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError>;
+
+    /// Opens the blob with `digest` for streaming. The stream is not checked against the digest
+    /// here; [`copy::verified`] does that on the way to the destination.
+    async fn read_blob(&self, repository: &str, digest: &Digest) -> Result<Blob, RegistryError>;
+
+    /// Stores a blob from a stream of `size` bytes. Implementations must not make the blob
+    /// visible unless the stream ends without an error, so a verifying stream that fails
+    /// leaves nothing behind.
+    async fn write_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        blob: BlobStream,
+    ) -> Result<(), RegistryError>;
+
+    /// Makes the blob `digest` of repository `from` (a [`Registry::repository_path`] on this
+    /// same storage) available in `repository` without moving its bytes.
+    ///
+    /// Returns false when the registry declines, so that the caller copies instead.
+    async fn mount_blob(&self, repository: &str, from: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let _ = (repository, from, digest);
+        Ok(false)
+    }
 }
 
-/// Opens a registry from its configured URL: `oci-layout:<dir>` (relative dirs resolve against `base_dir`),
-/// `http://host:port` / `https://host[:port]`, or a bare `host:port` (https, except `localhost`/`127.0.0.1`/`[::1]`
-/// which use plain HTTP as docker does).
+/// A stream of blob bytes.
+pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
+
+/// An open blob: its bytes as a stream and, when the source said, its length.
+pub struct Blob {
+    /// The length the source announced, if any.
+    pub size: Option<u64>,
+    /// The bytes.
+    pub stream: BlobStream,
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blob").field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+/// How to reach registries: credentials, which hosts may be spoken to over plain HTTP, whether
+/// tags are immutable, and how failed requests are retried.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Credentials for the registry. For ECR, basic credentials are an AWS access key id
+    /// and secret; anonymous means the AWS default credential chain.
+    pub auth: RegistryAuth,
+    /// Hosts (`host` or `host:port`) reached over plain HTTP although they are not on
+    /// loopback, like docker's `--insecure-registry`.
+    pub insecure_hosts: Vec<String>,
+    /// Treat every tag as immutable: a tag at another digest is an error, never moved.
+    /// `docker-registry` has no such setting, so gantry checks before it writes.
+    pub immutable_tags: bool,
+    /// Retries of requests that failed with 5xx, 408, 429 or a network error.
+    pub retry: RetryPolicy,
+}
+
+impl RegistryOptions {
+    /// Options with these credentials and defaults otherwise.
+    pub fn with_auth(auth: RegistryAuth) -> Self {
+        Self { auth, ..Self::default() }
+    }
+
+    /// Whether `host` (`name[:port]`) was named as an insecure registry, with or without its port.
+    fn is_insecure(&self, host: &str) -> bool {
+        let name = host_name(host);
+        self.insecure_hosts
+            .iter()
+            .map(|entry| entry.trim())
+            .any(|entry| entry.eq_ignore_ascii_case(host) || entry.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The host name of `host[:port]` or `[ipv6]:port`, without the port.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        host.split(':').next().unwrap_or(host)
+    }
+}
+
+/// Opens a registry from its configured URL with default options and the given credentials;
+/// see [`open_with`].
+pub fn open(url: &str, base_dir: &Path, auth: RegistryAuth) -> Result<Arc<dyn Registry>, RegistryError> {
+    open_with(url, base_dir, &RegistryOptions::with_auth(auth))
+}
+
+/// Opens a registry from its configured URL:
 ///
-/// A path after the host (`https://harbor.example.com/team`) is a namespace put in front of
-/// every repository name, so `app` becomes `team/app` on that registry.
-pub fn open(
-    url: &str,
-    base_dir: &Path,
-    auth: RegistryAuth,
-) -> Result<Arc<dyn Registry>, RegistryError> {
+/// - `oci-layout:<dir>`: an image layout per repository under `dir` (relative dirs resolve
+///   against `base_dir`);
+/// - `https://host[:port]` or a bare `host[:port]`: a distribution registry over HTTPS;
+/// - `http://host[:port]` or a bare `host[:port]` over plain HTTP, only for `localhost`,
+///   `127.0.0.1` and `[::1]` (as docker does) or a host listed in
+///   [`RegistryOptions::insecure_hosts`];
+/// - `ecr://<account>.dkr.ecr.<region>.amazonaws.com[?endpoint=<url>]`: Amazon ECR through
+///   its API, optionally at another endpoint such as a local emulator (see [`EcrRegistry`]).
+///
+/// A path after a distribution host (`https://harbor.example.com/team`) is a namespace put in
+/// front of every repository name, so `app` becomes `team/app` on that registry.
+pub fn open_with(url: &str, base_dir: &Path, options: &RegistryOptions) -> Result<Arc<dyn Registry>, RegistryError> {
     let trimmed = url.trim();
-    let invalid = |reason: &str| RegistryError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| RegistryError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
     if trimmed.is_empty() {
         return Err(invalid("the registry URL is empty"));
     }
@@ -226,12 +352,11 @@ pub fn open(
             return Err(invalid("`oci-layout:` needs a directory after the colon"));
         }
         let dir = Path::new(dir);
-        let root = if dir.is_absolute() {
-            dir.to_path_buf()
-        } else {
-            base_dir.join(dir)
-        };
-        return Ok(Arc::new(LayoutRegistry::new(root)));
+        let root = if dir.is_absolute() { dir.to_path_buf() } else { base_dir.join(dir) };
+        return Ok(Arc::new(LayoutRegistry::new(root).with_immutable_tags(options.immutable_tags)));
+    }
+    if trimmed.starts_with("ecr://") {
+        return Ok(Arc::new(EcrRegistry::from_url(trimmed, options)?));
     }
 
     let (scheme, rest) = if let Some(rest) = trimmed.strip_prefix("http://") {
@@ -239,16 +364,12 @@ pub fn open(
     } else if let Some(rest) = trimmed.strip_prefix("https://") {
         (Some(Scheme::Https), rest)
     } else if trimmed.contains("://") {
-        return Err(invalid(
-            "unsupported scheme; use http://, https://, oci-layout: or a bare host:port",
-        ));
+        return Err(invalid("unsupported scheme; use http://, https://, ecr://, oci-layout: or a bare host:port"));
     } else {
         (None, trimmed)
     };
     if rest.contains(['?', '#', '@']) {
-        return Err(invalid(
-            "query strings, fragments and user info are not supported; pass credentials separately",
-        ));
+        return Err(invalid("query strings, fragments and user info are not supported; pass credentials separately"));
     }
     let (host, path) = match rest.split_once('/') {
         Some((host, path)) => (host, path.trim_end_matches('/')),
@@ -263,14 +384,19 @@ pub fn open(
         })?;
         Some(path.to_owned())
     };
-    let scheme = scheme.unwrap_or_else(|| {
-        if is_loopback_host(host) {
-            Scheme::Http
-        } else {
-            Scheme::Https
+    let plain_http_allowed = is_loopback_host(host) || options.is_insecure(host);
+    let scheme = match scheme {
+        Some(Scheme::Http) if !plain_http_allowed => {
+            return Err(invalid(&format!(
+                "plain HTTP is only used for localhost, 127.0.0.1 and [::1]; \
+                 list the host as an insecure registry (`--insecure-registry {host}`) to allow it"
+            )));
         }
-    });
-    let registry = DistributionRegistry::new(host, scheme, namespace, auth)?;
+        Some(scheme) => scheme,
+        None if plain_http_allowed => Scheme::Http,
+        None => Scheme::Https,
+    };
+    let registry = DistributionRegistry::with_options(host, scheme, namespace, options)?;
     Ok(Arc::new(registry))
 }
 
@@ -282,10 +408,7 @@ fn is_loopback_host(host: &str) -> bool {
     } else {
         host.split(':').next().map(str::to_owned)
     };
-    matches!(
-        name.as_deref(),
-        Some("localhost") | Some("127.0.0.1") | Some("[::1]")
-    )
+    matches!(name.as_deref(), Some("localhost") | Some("127.0.0.1") | Some("[::1]"))
 }
 
 fn validate_host(host: &str) -> Result<(), &'static str> {
@@ -293,22 +416,13 @@ fn validate_host(host: &str) -> Result<(), &'static str> {
         return Err("the host is missing");
     }
     let (name, port) = if let Some(bracketed) = host.strip_prefix('[') {
-        let (ip, after) = bracketed
-            .split_once(']')
-            .ok_or("an IPv6 host needs a closing `]`")?;
+        let (ip, after) = bracketed.split_once(']').ok_or("an IPv6 host needs a closing `]`")?;
         if ip.is_empty() || !ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
             return Err("the IPv6 address is not valid");
         }
         match after {
             "" => (ip, None),
-            _ => (
-                ip,
-                Some(
-                    after
-                        .strip_prefix(':')
-                        .ok_or("junk after the IPv6 address")?,
-                ),
-            ),
+            _ => (ip, Some(after.strip_prefix(':').ok_or("junk after the IPv6 address")?)),
         }
     } else {
         match host.split_once(':') {
@@ -317,10 +431,7 @@ fn validate_host(host: &str) -> Result<(), &'static str> {
         }
     };
     let name_ok = !name.is_empty()
-        && (host.starts_with('[')
-            || name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+        && (host.starts_with('[') || name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
     if !name_ok {
         return Err("the host name may only hold letters, digits, `.` and `-`");
     }
@@ -338,11 +449,8 @@ fn validate_host(host: &str) -> Result<(), &'static str> {
 /// Besides sparing a round trip, this is what keeps a repository name from escaping a layout
 /// root (`..` and absolute paths never pass).
 pub(crate) fn validate_repository(name: &str) -> Result<(), RegistryError> {
-    let invalid = |reason: &'static str| RegistryError::InvalidName {
-        what: "repository",
-        value: name.to_owned(),
-        reason,
-    };
+    let invalid =
+        |reason: &'static str| RegistryError::InvalidName { what: "repository", value: name.to_owned(), reason };
     if name.is_empty() {
         return Err(invalid("the name is empty"));
     }
@@ -374,14 +482,9 @@ fn validate_repository_component(component: &str) -> Result<(), &'static str> {
             i += 1;
         }
         let separator = &component[start..i];
-        let allowed = separator == "."
-            || separator == "_"
-            || separator == "__"
-            || separator.bytes().all(|b| b == b'-');
+        let allowed = separator == "." || separator == "_" || separator == "__" || separator.bytes().all(|b| b == b'-');
         if !allowed {
-            return Err(
-                "only lowercase letters, digits and the separators `.`, `_`, `__` and `-` are allowed",
-            );
+            return Err("only lowercase letters, digits and the separators `.`, `_`, `__` and `-` are allowed");
         }
     }
     Ok(())
@@ -389,11 +492,7 @@ fn validate_repository_component(component: &str) -> Result<(), &'static str> {
 
 /// Checks a tag against the OCI grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 pub(crate) fn validate_tag(tag: &str) -> Result<(), RegistryError> {
-    let invalid = |reason: &'static str| RegistryError::InvalidName {
-        what: "tag",
-        value: tag.to_owned(),
-        reason,
-    };
+    let invalid = |reason: &'static str| RegistryError::InvalidName { what: "tag", value: tag.to_owned(), reason };
     let bytes = tag.as_bytes();
     let Some(&first) = bytes.first() else {
         return Err(invalid("the tag is empty"));
@@ -404,13 +503,8 @@ pub(crate) fn validate_tag(tag: &str) -> Result<(), RegistryError> {
     if !(first.is_ascii_alphanumeric() || first == b'_') {
         return Err(invalid("a tag must start with a letter, a digit or `_`"));
     }
-    if !bytes
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return Err(invalid(
-            "a tag may only hold letters, digits, `_`, `.` and `-`",
-        ));
+    if !bytes.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        return Err(invalid("a tag may only hold letters, digits, `_`, `.` and `-`"));
     }
     Ok(())
 }
@@ -507,6 +601,36 @@ pub enum RegistryError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A blob is not as long as its descriptor says.
+    #[error("verify the size of blob {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The blob's digest.
+        digest: String,
+        /// The size the manifest gives.
+        expected: u64,
+        /// The bytes actually seen (at least; counting stops at the first byte too many).
+        actual: u64,
+    },
+    /// The tag already points at another digest and tags on this registry are immutable.
+    #[error("point {reference} at {requested}: the tag is immutable and already points at {current}")]
+    TagImmutable {
+        /// The tag, as [`Registry::reference`] prints it.
+        reference: String,
+        /// Where the tag points.
+        current: Digest,
+        /// Where it was asked to point.
+        requested: Digest,
+    },
+    /// The registry cannot do this at all.
+    #[error("{operation} {reference}: {reason}")]
+    Unsupported {
+        /// What was asked, e.g. `upload blobs to`.
+        operation: &'static str,
+        /// The registry or image.
+        reference: String,
+        /// Why it cannot be done, and what to do instead.
+        reason: &'static str,
+    },
 }
 
 impl RegistryError {
@@ -514,18 +638,11 @@ impl RegistryError {
     /// timeouts. Everything else (bad names, missing manifests, denied access) stays failed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Distribution {
-                status: Some(code), ..
-            } => *code >= 500 || *code == 429 || *code == 408,
-            Self::Distribution {
-                status: None,
-                source,
-                ..
-            } => is_transient_source(source.as_ref()),
-            Self::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
-            ),
+            Self::Distribution { status: Some(code), .. } => *code >= 500 || *code == 429 || *code == 408,
+            Self::Distribution { status: None, source, .. } => is_transient_source(source.as_ref()),
+            Self::Io { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut)
+            }
             _ => false,
         }
     }
@@ -586,10 +703,7 @@ mod tests {
             format!("sha256:{}g", "a".repeat(63)),
         ] {
             assert!(
-                matches!(
-                    Digest::parse(&bad),
-                    Err(RegistryError::InvalidDigest { .. })
-                ),
+                matches!(Digest::parse(&bad), Err(RegistryError::InvalidDigest { .. })),
                 "{bad:?} must be rejected"
             );
         }
@@ -597,10 +711,7 @@ mod tests {
 
     #[test]
     fn digest_of_empty_input_is_the_well_known_value() {
-        assert_eq!(
-            Digest::of(b"").as_str(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of(b"").as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]
@@ -616,14 +727,10 @@ mod tests {
         for good in ["app", "team/app", "a.b_c__d---e/f0", "0", "org/team/app-1"] {
             assert!(validate_repository(good).is_ok(), "{good:?} must pass");
         }
-        for bad in [
-            "", "App", "../app", "app/..", "/app", "app/", "a//b", "a..b", "a___b", "-a", "a-",
-            "a b", ".", "a/./b",
-        ] {
-            assert!(
-                validate_repository(bad).is_err(),
-                "{bad:?} must be rejected"
-            );
+        for bad in
+            ["", "App", "../app", "app/..", "/app", "app/", "a//b", "a..b", "a___b", "-a", "a-", "a b", ".", "a/./b"]
+        {
+            assert!(validate_repository(bad).is_err(), "{bad:?} must be rejected");
         }
     }
 
@@ -642,30 +749,16 @@ mod tests {
     fn references_use_colon_for_tags_and_at_for_digests() {
         let digest = format!("sha256:{}", "1".repeat(64));
         assert_eq!(join_reference("h/app".into(), "v1"), "h/app:v1");
-        assert_eq!(
-            join_reference("h/app".into(), &digest),
-            format!("h/app@{digest}")
-        );
+        assert_eq!(join_reference("h/app".into(), &digest), format!("h/app@{digest}"));
         assert_eq!(join_reference("h/app".into(), ""), "h/app");
     }
 
     #[test]
     fn loopback_detection_matches_docker() {
-        for host in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1",
-            "127.0.0.1:5000",
-            "[::1]",
-            "[::1]:5000",
-        ] {
+        for host in ["localhost", "localhost:5000", "127.0.0.1", "127.0.0.1:5000", "[::1]", "[::1]:5000"] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in [
-            "registry.example.com",
-            "10.0.0.1:5000",
-            "localhost.example.com",
-        ] {
+        for host in ["registry.example.com", "10.0.0.1:5000", "localhost.example.com"] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }
@@ -676,20 +769,14 @@ mod tests {
         let anonymous = || RegistryAuth::Anonymous;
 
         let layout = open("oci-layout:images", base, anonymous()).unwrap();
-        assert_eq!(
-            layout.reference("app", "v1"),
-            "oci-layout:/data/images/app:v1"
-        );
+        assert_eq!(layout.reference("app", "v1"), "oci-layout:/data/images/app:v1");
         let layout = open("oci-layout:/srv/oci", base, anonymous()).unwrap();
         assert_eq!(layout.reference("app", ""), "oci-layout:/srv/oci/app");
 
         let bare = open("127.0.0.1:5000", base, anonymous()).unwrap();
         assert_eq!(bare.reference("app", "v1"), "127.0.0.1:5000/app:v1");
         let namespaced = open("https://harbor.example.com/team/", base, anonymous()).unwrap();
-        assert_eq!(
-            namespaced.reference("app", "v1"),
-            "harbor.example.com/team/app:v1"
-        );
+        assert_eq!(namespaced.reference("app", "v1"), "harbor.example.com/team/app:v1");
     }
 
     #[test]
@@ -710,19 +797,45 @@ mod tests {
             "[::1",
         ] {
             let result = open(bad, base, RegistryAuth::Anonymous);
-            assert!(
-                matches!(result, Err(RegistryError::InvalidUrl { .. })),
-                "{bad:?} must be rejected"
-            );
+            assert!(matches!(result, Err(RegistryError::InvalidUrl { .. })), "{bad:?} must be rejected");
         }
     }
 
     #[test]
+    fn plain_http_is_only_for_loopback_or_insecure_hosts() {
+        let base = Path::new(".");
+        let refused = open("http://registry.internal:5000", base, RegistryAuth::Anonymous)
+            .err()
+            .expect("plain HTTP to a remote host must be refused");
+        assert!(refused.to_string().contains("--insecure-registry registry.internal:5000"), "{refused}");
+
+        let insecure =
+            |host: &str| RegistryOptions { insecure_hosts: vec![host.to_owned()], ..RegistryOptions::default() };
+        let by_name = open_with("http://registry.internal:5000", base, &insecure("registry.internal")).unwrap();
+        assert_eq!(by_name.identity(), "http://registry.internal:5000");
+        let bare = open_with("registry.internal:5000", base, &insecure("registry.internal:5000")).unwrap();
+        assert_eq!(bare.identity(), "http://registry.internal:5000");
+        let other_port = open_with("registry.internal:5001", base, &insecure("registry.internal:5000")).unwrap();
+        assert_eq!(other_port.identity(), "https://registry.internal:5001");
+        let secure = open("registry.internal:5000", base, RegistryAuth::Anonymous).unwrap();
+        assert_eq!(secure.identity(), "https://registry.internal:5000");
+        for loopback in ["http://127.0.0.1:5000", "localhost:5000", "http://[::1]:5000"] {
+            assert!(open(loopback, base, RegistryAuth::Anonymous).unwrap().identity().starts_with("http://"));
+        }
+    }
+
+    #[test]
+    fn ecr_urls_open_the_ecr_adapter() {
+        let registry =
+            open("ecr://123456789012.dkr.ecr.eu-west-1.amazonaws.com", Path::new("."), RegistryAuth::Anonymous)
+                .unwrap();
+        assert_eq!(registry.identity(), "ecr://123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        assert!(open("ecr://eu-west-1", Path::new("."), RegistryAuth::Anonymous).is_err());
+    }
+
+    #[test]
     fn auth_debug_hides_the_password() {
-        let auth = RegistryAuth::Basic {
-            username: "ci".into(),
-            password: "hunter2".into(),
-        };
+        let auth = RegistryAuth::Basic { username: "ci".into(), password: "hunter2".into() };
         let printed = format!("{auth:?}");
         assert!(printed.contains("ci"));
         assert!(!printed.contains("hunter2"));
@@ -749,12 +862,7 @@ mod tests {
             source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
         };
         assert!(refused.is_transient());
-        assert!(
-            !RegistryError::NotFound {
-                reference: "x".into()
-            }
-            .is_transient()
-        );
+        assert!(!RegistryError::NotFound { reference: "x".into() }.is_transient());
     }
 
     #[test]
@@ -765,13 +873,8 @@ mod tests {
             status: Some(500),
             source: "boom".into(),
         };
-        assert_eq!(
-            error.to_string(),
-            "push manifest h/app:v1 (http status 500)"
-        );
-        let error = RegistryError::NotFound {
-            reference: "h/app:v1".into(),
-        };
+        assert_eq!(error.to_string(), "push manifest h/app:v1 (http status 500)");
+        let error = RegistryError::NotFound { reference: "h/app:v1".into() };
         assert_eq!(error.to_string(), "find h/app:v1");
     }
 }

@@ -5,10 +5,21 @@
 //! repos, the forge). It returns an outcome value; what to do about an error (retry when,
 //! or fail) is decided by [`crate::executor::retry_policy`], not by the step.
 
+mod approval;
+mod attest;
+mod gate;
+mod noop;
+mod soak;
 mod open_pr;
 mod resolve_artifact;
 mod retag;
+mod scan;
+mod sign;
 mod update_config;
+mod wait_for_merge;
+mod verify_argocd;
+mod verify_attestation;
+mod verify_signature;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,10 +31,21 @@ use gantry_workflows::{Plan, StepCatalog};
 use crate::capabilities::Capabilities;
 use crate::model::Millis;
 
+pub use approval::{Approval, wake_key as approval_wake_key};
+pub use attest::Attest;
+pub use gate::Gate;
+pub use noop::Noop;
+pub use soak::Soak;
 pub use open_pr::OpenPr;
 pub use resolve_artifact::ResolveArtifact;
 pub use retag::Retag;
+pub use scan::Scan;
+pub use sign::Sign;
 pub use update_config::UpdateConfig;
+pub use wait_for_merge::{WaitForMerge, wake_key as merge_wake_key};
+pub use verify_argocd::VerifyArgocd;
+pub use verify_attestation::VerifyAttestation;
+pub use verify_signature::VerifySignature;
 
 /// What a step attempt achieved.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +61,8 @@ pub enum StepOutcome {
     Waiting {
         /// When to look again.
         retry_in: Duration,
+        /// Event that wakes the step earlier (e.g. `approval:<run>:<step>`).
+        wake_on: Option<String>,
         /// What it waits for, for people.
         reason: String,
         /// Progress to show meanwhile.
@@ -101,6 +125,10 @@ pub struct StepContext {
     pub run_created_at: Millis,
     /// Outputs of the run's succeeded steps, by step name.
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// This step's own outputs so far: progress it recorded while waiting, or an approval.
+    pub progress: Option<serde_json::Value>,
+    /// When this step first started.
+    pub started_at: Millis,
     /// Capabilities available to steps.
     pub capabilities: Arc<Capabilities>,
 }
@@ -167,9 +195,20 @@ impl StepRegistry {
     pub fn builtin() -> Self {
         let steps: Vec<Arc<dyn Step>> = vec![
             Arc::new(ResolveArtifact),
+            Arc::new(Scan),
+            Arc::new(Gate),
+            Arc::new(Approval),
+            Arc::new(Soak),
+            Arc::new(Noop),
             Arc::new(Retag),
             Arc::new(UpdateConfig),
             Arc::new(OpenPr),
+            Arc::new(WaitForMerge),
+            Arc::new(VerifyArgocd),
+            Arc::new(Sign),
+            Arc::new(VerifySignature),
+            Arc::new(Attest),
+            Arc::new(VerifyAttestation),
         ];
         Self {
             kinds: steps.into_iter().map(|s| (s.kind(), s)).collect(),
@@ -240,4 +279,15 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
 /// The branch a promotion's change lives on: `gantry/<env>/<app>/<digest12>`.
 pub fn promotion_branch(environment: &str, app: &str, digest: &crate::registry::Digest) -> String {
     format!("gantry/{environment}/{app}/{}", &digest.hex()[..12])
+}
+
+/// Deserializes a step's `with:` settings into its typed struct; `null` means "no settings".
+/// The error is (dotted path, message), ready for config validation.
+pub fn typed_settings<T: serde::de::DeserializeOwned>(config: &serde_json::Value) -> Result<T, (String, String)> {
+    let value = if config.is_null() { serde_json::Value::Object(Default::default()) } else { config.clone() };
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, error.into_inner().to_string())
+    })
 }

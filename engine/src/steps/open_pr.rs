@@ -100,6 +100,7 @@ impl Step for OpenPr {
             title: render("pr_title")?.trim().to_string(),
             body: render("pr_body")?,
             run_id: ctx.run_id.clone(),
+            review: Default::default(),
         };
         let forge = ctx.capabilities.forge();
         let (request, opened) = forge

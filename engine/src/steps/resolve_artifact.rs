@@ -62,6 +62,7 @@ impl Step for ResolveArtifact {
             .min(MAX_POLL);
         Ok(StepOutcome::Waiting {
             retry_in: backoff.min(limit - waited),
+            wake_on: None,
             reason: format!("CI to push {reference}"),
             progress: Some(json!({ "image": reference, "waited_ms": waited.as_millis() as u64 })),
         })

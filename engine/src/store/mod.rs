@@ -4,7 +4,10 @@
 //! at any point can be resumed. SQLite ([`SqliteStore`]) is the embedded default; a PostgreSQL
 //! implementation shares the trait and the semantics.
 
+mod admission;
 mod sqlite;
+
+pub use admission::{AdmissionDecision, QueuedRun, decide_admission};
 
 pub use sqlite::SqliteStore;
 
@@ -79,6 +82,8 @@ pub enum StepRecord {
     Waiting {
         /// When to look again.
         until: Millis,
+        /// Event that wakes it earlier.
+        wake_on: Option<String>,
         /// Progress to show while waiting.
         outputs: Option<serde_json::Value>,
         /// Why it waits.
@@ -119,6 +124,78 @@ pub struct ClaimedStep {
     pub run_created_at: Millis,
     /// Outputs of the run's succeeded steps, by step name.
     pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// The step's own outputs so far (progress of a waiting step, an approval).
+    pub progress: Option<serde_json::Value>,
+    /// Attempts in all for transient errors, if the pipeline says.
+    pub max_attempts: Option<u32>,
+    /// First retry delay, if the pipeline says.
+    pub backoff_ms: Option<u64>,
+    /// Longest attempt, if the pipeline says.
+    pub timeout_ms: Option<u64>,
+    /// When the step first started.
+    pub started_at: Millis,
+}
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOrigin {
+    /// A webhook event.
+    Promotion,
+    /// The next environment in the graph after a successful run.
+    FollowUp,
+    /// An operator's rollback.
+    Rollback,
+    /// An operator's promotion.
+    Manual,
+}
+
+impl RunOrigin {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Promotion => "promotion",
+            Self::FollowUp => "follow-up",
+            Self::Rollback => "rollback",
+            Self::Manual => "manual",
+        }
+    }
+}
+
+/// A run to create outside intake.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// Its plan.
+    pub plan: &'a Plan,
+    /// The digest, when already known (follow-ups, rollbacks).
+    pub digest: Option<&'a str>,
+    /// Why it exists.
+    pub origin: RunOrigin,
+    /// Admitted even into a held environment.
+    pub bypass_hold: bool,
+}
+
+/// What one admission pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Runs that may now execute.
+    pub admitted: Vec<String>,
+    /// Queued runs cancelled because a newer artifact arrived.
+    pub superseded: Vec<String>,
+}
+
+/// An environment (or one app in it) closed to new promotions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Hold {
+    /// Environment.
+    pub environment: String,
+    /// App, or `None` for every app.
+    pub app: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The digest pinned by a rollback, if that is what holds it.
+    pub digest: Option<String>,
+    /// When.
+    pub created_at: Millis,
 }
 
 /// A change request to record.
@@ -163,8 +240,40 @@ pub trait Store: Send + Sync {
         source: &str,
         delivery_id: &str,
     ) -> Result<Option<(String, Option<String>)>, StoreError>;
-    /// Creates a run without a delivery (operator-initiated).
-    async fn create_run(&self, plan: &Plan) -> Result<String, StoreError>;
+    /// Creates a run that no delivery started (a follow-up, a rollback, an operator's
+    /// promotion). `None` when an identical follow-up already exists.
+    async fn create_run(&self, run: NewRun<'_>) -> Result<Option<String>, StoreError>;
+    /// Admits queued runs where the concurrency rules allow: one non-final admitted run per
+    /// (app, environment), newest-wins (`supersede`) or oldest-first (`queue`), none into a
+    /// held environment unless the run bypasses holds.
+    async fn admit(&self, now: Millis) -> Result<Admission, StoreError>;
+    /// Extends the leases of `owner`'s running steps.
+    async fn heartbeat(&self, owner: &str, lease_until: Millis) -> Result<u64, StoreError>;
+    /// Wakes steps waiting for the event `wait_key`.
+    async fn wake(&self, wait_key: &str, now: Millis) -> Result<u64, StoreError>;
+    /// Succeeded runs whose follow-ups were not created yet.
+    async fn runs_to_advance(&self, limit: u32) -> Result<Vec<Run>, StoreError>;
+    /// Creates a run's follow-ups (digest pinned) and marks it advanced, in one transaction.
+    async fn advance(&self, run_id: &str, digest: &str, follow_ups: &[Plan]) -> Result<Vec<String>, StoreError>;
+    /// Environments where `digest` of `app` was promoted successfully.
+    async fn promoted_environments(&self, app: &str, digest: &str) -> Result<Vec<String>, StoreError>;
+    /// Succeeded runs of `app` into `environment`, newest first.
+    async fn succeeded_runs(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError>;
+
+    /// Cancels a run that has not finished.
+    async fn cancel_run(&self, run_id: &str, reason: &str, now: Millis) -> Result<(), StoreError>;
+    /// Runs a failed step again (and the steps its failure kept from running).
+    async fn retry_step(&self, run_id: &str, step: &str, now: Millis) -> Result<(), StoreError>;
+    /// Skips a step that has not succeeded, recording why; the steps after it proceed.
+    async fn skip_step(&self, run_id: &str, step: &str, reason: &str, now: Millis) -> Result<(), StoreError>;
+    /// Records an approval of a step and wakes it.
+    async fn approve_step(&self, run_id: &str, step: &str, approver: &str, comment: Option<&str>, now: Millis) -> Result<(), StoreError>;
+    /// Holds an environment (or one app in it): nothing new is admitted until released.
+    async fn hold(&self, hold: &Hold) -> Result<(), StoreError>;
+    /// Releases a hold; false when there was none.
+    async fn release(&self, environment: &str, app: Option<&str>) -> Result<bool, StoreError>;
+    /// Every hold.
+    async fn holds(&self) -> Result<Vec<Hold>, StoreError>;
 
     /// Hands out steps that left `running` without a record (a crashed executor) again.
     async fn recover(&self, owner: &str, now: Millis) -> Result<u64, StoreError>;
@@ -191,6 +300,9 @@ pub trait Store: Send + Sync {
     /// One run.
     async fn get_run(&self, id: &str) -> Result<Option<Run>, StoreError>;
 
+    /// Runs of (app, environment) created by a delivery, newest first (for ordering checks).
+    async fn runs_for(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError>;
+
     /// Records a change request once per (forge, repo, branch); returns it and whether it is new.
     async fn upsert_change_request(
         &self,
@@ -198,4 +310,22 @@ pub trait Store: Send + Sync {
     ) -> Result<(ChangeRequest, bool), StoreError>;
     /// Change requests opened by a run.
     async fn change_requests(&self, run_id: &str) -> Result<Vec<ChangeRequest>, StoreError>;
+    /// The change request recorded for (forge, repo, branch), if any.
+    async fn find_change_request(
+        &self,
+        forge: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Option<ChangeRequest>, StoreError>;
+    /// Moves a change request to `state` (`open`, `merged`, `closed`), and to `head_commit`
+    /// when given (the commit that landed on the base branch, for a merge).
+    async fn set_change_request_state(
+        &self,
+        id: i64,
+        state: &str,
+        head_commit: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// For every (app, environment), the newest run that succeeded: what gantry last promoted
+    /// there. Sorted by app, then environment.
+    async fn last_succeeded_runs(&self) -> Result<Vec<Run>, StoreError>;
 }

@@ -15,9 +15,12 @@ use gantry_workflows::Plan;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::admission::{QueuedRun, decide_admission};
 use super::{
-    ClaimedStep, DeliveryStatus, Inserted, NewChangeRequest, NewDelivery, StepRecord, Store,
+    Admission, ClaimedStep, DeliveryStatus, Hold, Inserted, NewChangeRequest, NewDelivery, NewRun,
+    RunOrigin, StepRecord, Store,
 };
+use gantry_workflows::condition::{Condition, Outcome};
 use crate::error::StoreError;
 use crate::model::{
     ChangeRequest, Delivery, Millis, Run, RunState, StepRun, StepState, now_millis,
@@ -62,6 +65,16 @@ impl SqliteStore {
             .await
             .map_err(|source| StoreError::Open { url, source })?;
         Ok(Self { writer, reader })
+    }
+
+    async fn runs_by_ids(&self, ids: &[String]) -> Result<Vec<Run>, StoreError> {
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(run) = self.get_run(id).await? {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
     }
 
     async fn load_steps(
@@ -123,6 +136,8 @@ fn decode_run(row: &sqlx::sqlite::SqliteRow, steps: Vec<StepRun>) -> Result<Run,
         plan: serde_json::from_str(row.get::<&str, _>("plan"))
             .map_err(|e| StoreError::corrupt("run plan", e))?,
         error: row.get("error"),
+        origin: row.get("origin"),
+        admitted: row.get("admitted"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         finished_at: row.get("finished_at"),
@@ -146,24 +161,36 @@ fn decode_change_request(row: &sqlx::sqlite::SqliteRow) -> ChangeRequest {
     }
 }
 
-async fn insert_run(
-    tx: &mut sqlx::SqliteConnection,
+struct RunInsert<'a> {
     inbox_id: Option<i64>,
-    plan: &Plan,
-    now: Millis,
-) -> Result<Option<String>, StoreError> {
+    plan: &'a Plan,
+    digest: Option<&'a str>,
+    origin: RunOrigin,
+    bypass_hold: bool,
+}
+
+async fn insert_run(tx: &mut sqlx::SqliteConnection, run: RunInsert<'_>, now: Millis) -> Result<Option<String>, StoreError> {
     let id = uuid::Uuid::now_v7().to_string();
+    let plan = run.plan;
     let plan_json = serde_json::to_string(plan).map_err(|e| StoreError::corrupt("run plan", e))?;
+    let concurrency = match plan.target.concurrency {
+        gantry_workflows::config::Concurrency::Supersede => "supersede",
+        gantry_workflows::config::Concurrency::Queue => "queue",
+    };
     let inserted = sqlx::query(
-        "INSERT INTO runs (id, inbox_id, app, environment, pipeline, state, plan, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7) ON CONFLICT DO NOTHING",
+        "INSERT INTO runs (id, inbox_id, app, environment, pipeline, state, digest, plan, origin, bypass_hold, concurrency, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?8, ?9, ?10, ?11, ?11) ON CONFLICT DO NOTHING",
     )
     .bind(&id)
-    .bind(inbox_id)
+    .bind(run.inbox_id)
     .bind(&plan.app)
     .bind(&plan.environment)
     .bind(&plan.pipeline)
+    .bind(run.digest)
     .bind(&plan_json)
+    .bind(run.origin.as_str())
+    .bind(run.bypass_hold)
+    .bind(concurrency)
     .bind(now)
     .execute(&mut *tx)
     .await
@@ -172,14 +199,10 @@ async fn insert_run(
         return Ok(None);
     }
     for (position, step) in plan.steps.iter().enumerate() {
-        let state = if step.needs.is_empty() {
-            StepState::Ready
-        } else {
-            StepState::Pending
-        };
+        let state = if step.needs.is_empty() { StepState::Ready } else { StepState::Pending };
         sqlx::query(
-            "INSERT INTO steps (run_id, name, kind, position, needs, config, state, not_before) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO steps (run_id, name, kind, position, needs, config, state, not_before, condition, max_attempts, backoff_ms, timeout_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .bind(&id)
         .bind(&step.name)
@@ -189,11 +212,164 @@ async fn insert_run(
         .bind(step.with.to_string())
         .bind(state.as_str())
         .bind(now)
+        .bind(step.condition.as_deref())
+        .bind(step.max_attempts.map(i64::from))
+        .bind(step.backoff_ms.map(|v| v as i64))
+        .bind(step.timeout_ms.map(|v| v as i64))
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("insert step"))?;
     }
     Ok(Some(id))
+}
+
+/// Decides every pending step whose needs have all finished (ready, or cancelled when its
+/// condition is false — which may decide further steps), then derives the run's state.
+async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> Result<RunState, StoreError> {
+    let rows = sqlx::query("SELECT name, needs, state, condition, attempts FROM steps WHERE run_id = ?1")
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query("read run steps"))?;
+    let mut steps: Vec<(String, Vec<String>, StepState, Option<String>)> = Vec::with_capacity(rows.len());
+    let mut started = false;
+    for row in &rows {
+        let state: String = row.get("state");
+        let state = StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?;
+        let needs: Vec<String> = serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?;
+        started |= row.get::<i64, _>("attempts") > 0 || !matches!(state, StepState::Pending | StepState::Ready);
+        steps.push((row.get("name"), needs, state, row.get("condition")));
+    }
+    loop {
+        let outcomes: HashMap<&str, Outcome> = steps
+            .iter()
+            .filter_map(|(name, _, state, _)| {
+                let outcome = match state {
+                    StepState::Succeeded => Outcome::Succeeded,
+                    StepState::Failed => Outcome::Failed,
+                    StepState::Skipped => Outcome::Skipped,
+                    StepState::Cancelled => Outcome::Cancelled,
+                    _ => return None,
+                };
+                Some((name.as_str(), outcome))
+            })
+            .collect();
+        let mut decisions = Vec::new();
+        for (i, (_, needs, state, condition)) in steps.iter().enumerate() {
+            if *state != StepState::Pending || !needs.iter().all(|n| outcomes.contains_key(n.as_str())) {
+                continue;
+            }
+            let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
+            let (parsed, text) = match condition {
+                Some(text) => (Condition::parse(text).unwrap_or(Condition::Success), text.as_str()),
+                None => (Condition::Success, "success()"),
+            };
+            decisions.push((i, parsed.evaluate(&needs, &outcomes), text.to_string()));
+        }
+        if decisions.is_empty() {
+            break;
+        }
+        for (i, run_it, condition) in decisions {
+            let name = steps[i].0.clone();
+            if run_it {
+                sqlx::query("UPDATE steps SET state = 'ready', not_before = ?3 WHERE run_id = ?1 AND name = ?2")
+                    .bind(run_id)
+                    .bind(&name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("mark step ready"))?;
+                steps[i].2 = StepState::Ready;
+            } else {
+                sqlx::query("UPDATE steps SET state = 'cancelled', note = ?3, finished_at = ?4 WHERE run_id = ?1 AND name = ?2")
+                    .bind(run_id)
+                    .bind(&name)
+                    .bind(format!("not run: condition {condition} is false"))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("mark step not run"))?;
+                steps[i].2 = StepState::Cancelled;
+            }
+        }
+    }
+    let current: String = sqlx::query_scalar("SELECT state FROM runs WHERE id = ?1")
+        .bind(run_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::query("read run state"))?;
+    let current = RunState::parse(&current).ok_or_else(|| StoreError::corrupt("run state", &current))?;
+    let state = derive_run_state(current, started, steps.iter().map(|(_, _, state, _)| *state));
+    let error = if state == RunState::Failed {
+        let failed: Vec<&str> = steps.iter().filter(|s| s.2 == StepState::Failed).map(|s| s.0.as_str()).collect();
+        Some(format!("step {} failed", failed.join(", ")))
+    } else {
+        None
+    };
+    sqlx::query(
+        "UPDATE runs SET state = ?2, updated_at = ?3, \
+         error = CASE WHEN ?2 = 'failed' THEN COALESCE(error, ?4) WHEN ?2 = 'cancelled' THEN error ELSE NULL END, \
+         finished_at = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN COALESCE(finished_at, ?3) ELSE NULL END \
+         WHERE id = ?1",
+    )
+    .bind(run_id)
+    .bind(state.as_str())
+    .bind(now)
+    .bind(error)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::query("update run state"))?;
+    Ok(state)
+}
+
+async fn step_state(tx: &mut sqlx::SqliteConnection, run_id: &str, step: &str) -> Result<StepState, StoreError> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM steps WHERE run_id = ?1 AND name = ?2")
+        .bind(run_id)
+        .bind(step)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::query("read step"))?;
+    let state = state.ok_or_else(|| StoreError::NotFound { what: format!("step {step} of run {run_id}") })?;
+    StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))
+}
+
+async fn run_state(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<RunState, StoreError> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM runs WHERE id = ?1")
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::query("read run"))?;
+    let state = state.ok_or_else(|| StoreError::NotFound { what: format!("run {run_id}") })?;
+    RunState::parse(&state).ok_or_else(|| StoreError::corrupt("run state", &state))
+}
+
+/// Steps that a failure kept from running are decided again (after a retry or a skip).
+async fn reopen(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE steps SET state = 'pending', note = NULL, finished_at = NULL \
+         WHERE run_id = ?1 AND state = 'cancelled' AND note LIKE 'not run: condition%'",
+    )
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::query("reopen steps"))?;
+    sqlx::query("UPDATE runs SET error = NULL, finished_at = NULL, advanced = 0 WHERE id = ?1 AND state != 'cancelled'")
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("reopen run"))?;
+    Ok(())
+}
+
+fn decode_hold(row: &sqlx::sqlite::SqliteRow) -> Hold {
+    let app: String = row.get("app");
+    Hold {
+        environment: row.get("environment"),
+        app: (!app.is_empty()).then_some(app),
+        reason: row.get("reason"),
+        digest: row.get("digest"),
+        created_at: row.get("created_at"),
+    }
 }
 
 #[async_trait]
@@ -265,7 +441,8 @@ impl Store for SqliteStore {
             .map_err(StoreError::query("begin"))?;
         let mut ids = Vec::new();
         for plan in plans {
-            if let Some(id) = insert_run(&mut tx, Some(delivery_id), plan, now).await? {
+            let run = RunInsert { inbox_id: Some(delivery_id), plan, digest: None, origin: RunOrigin::Promotion, bypass_hold: false };
+            if let Some(id) = insert_run(&mut tx, run, now).await? {
                 ids.push(id);
             }
         }
@@ -298,15 +475,10 @@ impl Store for SqliteStore {
         Ok(row.map(|row| (row.get("status"), row.get("detail"))))
     }
 
-    async fn create_run(&self, plan: &Plan) -> Result<String, StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(StoreError::query("begin"))?;
-        let id = insert_run(&mut tx, None, plan, now_millis())
-            .await?
-            .ok_or_else(|| StoreError::corrupt("run", "insert without delivery conflicted"))?;
+    async fn create_run(&self, run: NewRun<'_>) -> Result<Option<String>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let insert = RunInsert { inbox_id: None, plan: run.plan, digest: run.digest, origin: run.origin, bypass_hold: run.bypass_hold };
+        let id = insert_run(&mut tx, insert, now_millis()).await?;
         tx.commit().await.map_err(StoreError::query("commit run"))?;
         Ok(id)
     }
@@ -333,9 +505,11 @@ impl Store for SqliteStore {
         let claimed = sqlx::query(
             "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?3, \
              started_at = COALESCE(started_at, ?2) \
-             WHERE rowid = (SELECT rowid FROM steps WHERE state IN ('ready', 'waiting') AND not_before <= ?2 \
-                            ORDER BY not_before LIMIT 1) \
-             RETURNING run_id, name, kind, config, attempts",
+             WHERE rowid = (SELECT s.rowid FROM steps s JOIN runs r ON r.id = s.run_id \
+                            WHERE s.state IN ('ready', 'waiting') AND s.not_before <= ?2 \
+                              AND r.admitted = 1 AND r.state NOT IN ('succeeded', 'failed', 'cancelled') \
+                            ORDER BY s.not_before LIMIT 1) \
+             RETURNING run_id, name, kind, config, attempts, outputs, max_attempts, backoff_ms, timeout_ms, started_at",
         )
         .bind(owner)
         .bind(now)
@@ -385,6 +559,15 @@ impl Store for SqliteStore {
             digest: run.get("digest"),
             run_created_at: run.get("created_at"),
             outputs,
+            progress: row
+                .get::<Option<&str>, _>("outputs")
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::corrupt("step outputs", e))?,
+            max_attempts: row.get::<Option<i64>, _>("max_attempts").map(|v| v as u32),
+            backoff_ms: row.get::<Option<i64>, _>("backoff_ms").map(|v| v as u64),
+            timeout_ms: row.get::<Option<i64>, _>("timeout_ms").map(|v| v as u64),
+            started_at: row.get::<Option<i64>, _>("started_at").unwrap_or(now),
         }))
     }
 
@@ -411,14 +594,10 @@ impl Store for SqliteStore {
             // The step was cancelled or recovered meanwhile; this attempt's result is stale.
             return Ok(());
         }
-        let mut run_error = None;
         match &record {
-            StepRecord::Succeeded {
-                outputs,
-                pin_digest,
-            } => {
+            StepRecord::Succeeded { outputs, pin_digest } => {
                 sqlx::query(
-                    "UPDATE steps SET state = 'succeeded', outputs = ?3, error = NULL, finished_at = ?4, \
+                    "UPDATE steps SET state = 'succeeded', outputs = ?3, error = NULL, wait_key = NULL, finished_at = ?4, \
                      lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND name = ?2",
                 )
                 .bind(run_id)
@@ -437,27 +616,21 @@ impl Store for SqliteStore {
                         .map_err(StoreError::query("pin digest"))?;
                 }
             }
-            StepRecord::Waiting {
-                until,
-                outputs,
-                reason,
-            } => {
+            StepRecord::Waiting { until, wake_on, outputs, reason } => {
                 let mut progress = match outputs {
                     Some(serde_json::Value::Object(map)) => map.clone(),
                     _ => serde_json::Map::new(),
                 };
-                progress.insert(
-                    "waiting_for".into(),
-                    serde_json::Value::String(reason.clone()),
-                );
+                progress.insert("waiting_for".into(), serde_json::Value::String(reason.clone()));
                 sqlx::query(
-                    "UPDATE steps SET state = 'waiting', not_before = ?3, outputs = ?4, lease_owner = NULL, \
+                    "UPDATE steps SET state = 'waiting', not_before = ?3, outputs = ?4, wait_key = ?5, lease_owner = NULL, \
                      lease_until = NULL WHERE run_id = ?1 AND name = ?2",
                 )
                 .bind(run_id)
                 .bind(step)
                 .bind(until)
                 .bind(serde_json::Value::Object(progress).to_string())
+                .bind(wake_on.as_deref())
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query("record step wait"))?;
@@ -477,7 +650,7 @@ impl Store for SqliteStore {
             }
             StepRecord::Failed { error } => {
                 sqlx::query(
-                    "UPDATE steps SET state = 'failed', error = ?3, finished_at = ?4, lease_owner = NULL, \
+                    "UPDATE steps SET state = 'failed', error = ?3, wait_key = NULL, finished_at = ?4, lease_owner = NULL, \
                      lease_until = NULL WHERE run_id = ?1 AND name = ?2",
                 )
                 .bind(run_id)
@@ -487,81 +660,16 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query("record step failure"))?;
-                sqlx::query(
-                    "UPDATE steps SET state = 'cancelled', finished_at = ?2 \
-                     WHERE run_id = ?1 AND state IN ('pending', 'ready', 'waiting')",
-                )
-                .bind(run_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("cancel remaining steps"))?;
-                run_error = Some(format!("step {step} failed: {error}"));
+                sqlx::query("UPDATE runs SET error = COALESCE(error, ?2) WHERE id = ?1")
+                    .bind(run_id)
+                    .bind(format!("step {step} failed: {error}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("record run error"))?;
             }
         }
-        // Promote pending steps whose needs are all done, then derive the run's state.
-        let rows = sqlx::query("SELECT name, needs, state FROM steps WHERE run_id = ?1")
-            .bind(run_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::query("read run steps"))?;
-        let mut states: HashMap<String, StepState> = HashMap::new();
-        let mut needs: HashMap<String, Vec<String>> = HashMap::new();
-        for row in &rows {
-            let name: String = row.get("name");
-            let state: String = row.get("state");
-            states.insert(
-                name.clone(),
-                StepState::parse(&state)
-                    .ok_or_else(|| StoreError::corrupt("step state", &state))?,
-            );
-            needs.insert(
-                name,
-                serde_json::from_str(row.get::<&str, _>("needs"))
-                    .map_err(|e| StoreError::corrupt("step needs", e))?,
-            );
-        }
-        let done = |name: &str| {
-            matches!(
-                states.get(name),
-                Some(StepState::Succeeded | StepState::Skipped)
-            )
-        };
-        let newly_ready: Vec<String> = states
-            .iter()
-            .filter(|(name, state)| {
-                **state == StepState::Pending && needs[*name].iter().all(|n| done(n))
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &newly_ready {
-            sqlx::query(
-                "UPDATE steps SET state = 'ready', not_before = ?3 WHERE run_id = ?1 AND name = ?2",
-            )
-            .bind(run_id)
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("mark step ready"))?;
-            states.insert(name.clone(), StepState::Ready);
-        }
-        let run_state = derive_run_state(states.values().copied());
-        sqlx::query(
-            "UPDATE runs SET state = ?2, updated_at = ?3, error = COALESCE(?4, error), \
-             finished_at = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN ?3 ELSE NULL END \
-             WHERE id = ?1",
-        )
-        .bind(run_id)
-        .bind(run_state.as_str())
-        .bind(now)
-        .bind(run_error)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query("update run state"))?;
-        tx.commit()
-            .await
-            .map_err(StoreError::query("commit step record"))?;
+        settle(&mut tx, run_id, now).await?;
+        tx.commit().await.map_err(StoreError::query("commit step record"))?;
         Ok(())
     }
 
@@ -599,6 +707,298 @@ impl Store for SqliteStore {
         };
         let mut steps = self.load_steps(&[id.to_string()]).await?;
         decode_run(&row, steps.remove(id).unwrap_or_default()).map(Some)
+    }
+
+    async fn admit(&self, now: Millis) -> Result<Admission, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let queued = sqlx::query(
+            "SELECT id, app, environment, concurrency, bypass_hold FROM runs \
+             WHERE admitted = 0 AND state = 'pending' ORDER BY created_at, id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query("list queued runs"))?;
+        let mut admission = Admission::default();
+        if queued.is_empty() {
+            return Ok(admission);
+        }
+        let busy: std::collections::HashSet<(String, String)> = sqlx::query(
+            "SELECT DISTINCT app, environment FROM runs WHERE admitted = 1 AND state NOT IN ('succeeded', 'failed', 'cancelled')",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query("list busy environments"))?
+        .iter()
+        .map(|row| (row.get("app"), row.get("environment")))
+        .collect();
+        let holds: Vec<(String, String)> = sqlx::query("SELECT environment, app FROM holds")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::query("list holds"))?
+            .iter()
+            .map(|row| (row.get("environment"), row.get("app")))
+            .collect();
+        let queued: Vec<QueuedRun> = queued
+            .iter()
+            .map(|row| QueuedRun {
+                id: row.get("id"),
+                app: row.get("app"),
+                environment: row.get("environment"),
+                supersede: row.get::<&str, _>("concurrency") == "supersede",
+                bypass_hold: row.get("bypass_hold"),
+            })
+            .collect();
+        let decision = decide_admission(queued, &busy, &holds);
+        for (id, newest) in &decision.superseded {
+            sqlx::query("UPDATE runs SET state = 'cancelled', error = ?2, updated_at = ?3, finished_at = ?3 WHERE id = ?1")
+                .bind(id)
+                .bind(format!("superseded by run {newest}: a newer artifact arrived before this one started"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("supersede run"))?;
+            sqlx::query("UPDATE steps SET state = 'cancelled', note = 'superseded', finished_at = ?2 WHERE run_id = ?1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("supersede steps"))?;
+            admission.superseded.push(id.clone());
+        }
+        for id in &decision.admitted {
+            sqlx::query("UPDATE runs SET admitted = 1, updated_at = ?2 WHERE id = ?1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("admit run"))?;
+            admission.admitted.push(id.clone());
+        }
+        tx.commit().await.map_err(StoreError::query("commit admission"))?;
+        Ok(admission)
+    }
+
+    async fn heartbeat(&self, owner: &str, lease_until: Millis) -> Result<u64, StoreError> {
+        let result = sqlx::query("UPDATE steps SET lease_until = ?2 WHERE state = 'running' AND lease_owner = ?1")
+            .bind(owner)
+            .bind(lease_until)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::query("renew leases"))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn wake(&self, wait_key: &str, now: Millis) -> Result<u64, StoreError> {
+        let result = sqlx::query("UPDATE steps SET not_before = ?2 WHERE state = 'waiting' AND wait_key = ?1")
+            .bind(wait_key)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::query("wake steps"))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn runs_to_advance(&self, limit: u32) -> Result<Vec<Run>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE state = 'succeeded' AND advanced = 0 ORDER BY finished_at LIMIT ?1")
+                .bind(limit as i64)
+                .fetch_all(&self.writer)
+                .await
+                .map_err(StoreError::query("list runs to advance"))?;
+        self.runs_by_ids(&ids).await
+    }
+
+    async fn advance(&self, run_id: &str, digest: &str, follow_ups: &[Plan]) -> Result<Vec<String>, StoreError> {
+        let now = now_millis();
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut ids = Vec::new();
+        for plan in follow_ups {
+            let run = RunInsert { inbox_id: None, plan, digest: Some(digest), origin: RunOrigin::FollowUp, bypass_hold: false };
+            if let Some(id) = insert_run(&mut tx, run, now).await? {
+                ids.push(id);
+            }
+        }
+        sqlx::query("UPDATE runs SET advanced = 1 WHERE id = ?1")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("mark run advanced"))?;
+        tx.commit().await.map_err(StoreError::query("commit follow-ups"))?;
+        Ok(ids)
+    }
+
+    async fn promoted_environments(&self, app: &str, digest: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT DISTINCT environment FROM runs WHERE app = ?1 AND digest = ?2 AND state = 'succeeded'")
+            .bind(app)
+            .bind(digest)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(StoreError::query("list promoted environments"))
+    }
+
+    async fn succeeded_runs(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE app = ?1 AND environment = ?2 AND state = 'succeeded' ORDER BY finished_at DESC, id DESC LIMIT ?3",
+        )
+        .bind(app)
+        .bind(environment)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::query("list succeeded runs"))?;
+        self.runs_by_ids(&ids).await
+    }
+
+    async fn runs_for(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE app = ?1 AND environment = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3")
+                .bind(app)
+                .bind(environment)
+                .bind(limit as i64)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(StoreError::query("list runs of an app"))?;
+        self.runs_by_ids(&ids).await
+    }
+
+    async fn cancel_run(&self, run_id: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let state = run_state(&mut tx, run_id).await?;
+        if state.is_final() {
+            return Err(StoreError::Conflict { message: format!("run {run_id} already {state}") });
+        }
+        sqlx::query("UPDATE runs SET state = 'cancelled', error = ?2, updated_at = ?3, finished_at = ?3 WHERE id = ?1")
+            .bind(run_id)
+            .bind(format!("cancelled: {reason}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("cancel run"))?;
+        // A running attempt finishes and records its outcome; nothing else starts.
+        sqlx::query(
+            "UPDATE steps SET state = 'cancelled', note = ?2, finished_at = ?3 WHERE run_id = ?1 AND state IN ('pending', 'ready', 'waiting')",
+        )
+        .bind(run_id)
+        .bind(format!("run cancelled: {reason}"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("cancel steps"))?;
+        tx.commit().await.map_err(StoreError::query("commit cancel"))?;
+        Ok(())
+    }
+
+    async fn retry_step(&self, run_id: &str, step: &str, now: Millis) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        if run_state(&mut tx, run_id).await? == RunState::Cancelled {
+            return Err(StoreError::Conflict { message: format!("run {run_id} is cancelled") });
+        }
+        let state = step_state(&mut tx, run_id, step).await?;
+        if state != StepState::Failed {
+            return Err(StoreError::Conflict { message: format!("step {step} is {state}; only a failed step can be retried") });
+        }
+        sqlx::query("UPDATE steps SET state = 'ready', not_before = ?3, error = NULL, finished_at = NULL WHERE run_id = ?1 AND name = ?2")
+            .bind(run_id)
+            .bind(step)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("retry step"))?;
+        reopen(&mut tx, run_id).await?;
+        settle(&mut tx, run_id, now).await?;
+        tx.commit().await.map_err(StoreError::query("commit retry"))?;
+        Ok(())
+    }
+
+    async fn skip_step(&self, run_id: &str, step: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let run = run_state(&mut tx, run_id).await?;
+        if run == RunState::Cancelled || run == RunState::Succeeded {
+            return Err(StoreError::Conflict { message: format!("run {run_id} is {run}") });
+        }
+        let state = step_state(&mut tx, run_id, step).await?;
+        if matches!(state, StepState::Running | StepState::Succeeded | StepState::Skipped) {
+            return Err(StoreError::Conflict { message: format!("step {step} is {state}; it cannot be skipped") });
+        }
+        sqlx::query("UPDATE steps SET state = 'skipped', note = ?3, wait_key = NULL, finished_at = ?4 WHERE run_id = ?1 AND name = ?2")
+            .bind(run_id)
+            .bind(step)
+            .bind(format!("skipped: {reason}"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("skip step"))?;
+        reopen(&mut tx, run_id).await?;
+        settle(&mut tx, run_id, now).await?;
+        tx.commit().await.map_err(StoreError::query("commit skip"))?;
+        Ok(())
+    }
+
+    async fn approve_step(&self, run_id: &str, step: &str, approver: &str, comment: Option<&str>, now: Millis) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let state = step_state(&mut tx, run_id, step).await?;
+        if !matches!(state, StepState::Pending | StepState::Ready | StepState::Waiting) {
+            return Err(StoreError::Conflict { message: format!("step {step} is {state}; there is nothing to approve") });
+        }
+        let outputs: Option<String> = sqlx::query_scalar("SELECT outputs FROM steps WHERE run_id = ?1 AND name = ?2")
+            .bind(run_id)
+            .bind(step)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::query("read step outputs"))?;
+        let mut progress = match outputs.as_deref().map(serde_json::from_str::<serde_json::Value>) {
+            Some(Ok(serde_json::Value::Object(map))) => map,
+            _ => serde_json::Map::new(),
+        };
+        progress.insert("approved_by".into(), approver.into());
+        progress.insert("approved_at".into(), now.into());
+        if let Some(comment) = comment {
+            progress.insert("comment".into(), comment.into());
+        }
+        sqlx::query("UPDATE steps SET outputs = ?3, not_before = MIN(not_before, ?4) WHERE run_id = ?1 AND name = ?2")
+            .bind(run_id)
+            .bind(step)
+            .bind(serde_json::Value::Object(progress).to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("record approval"))?;
+        tx.commit().await.map_err(StoreError::query("commit approval"))?;
+        Ok(())
+    }
+
+    async fn hold(&self, hold: &Hold) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO holds (environment, app, reason, digest, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (environment, app) DO UPDATE SET reason = excluded.reason, digest = excluded.digest, created_at = excluded.created_at",
+        )
+        .bind(&hold.environment)
+        .bind(hold.app.as_deref().unwrap_or(""))
+        .bind(&hold.reason)
+        .bind(hold.digest.as_deref())
+        .bind(hold.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::query("hold environment"))?;
+        Ok(())
+    }
+
+    async fn release(&self, environment: &str, app: Option<&str>) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM holds WHERE environment = ?1 AND app = ?2")
+            .bind(environment)
+            .bind(app.unwrap_or(""))
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::query("release environment"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn holds(&self) -> Result<Vec<Hold>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM holds ORDER BY environment, app")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::query("list holds"))?;
+        Ok(rows.iter().map(decode_hold).collect())
     }
 
     async fn upsert_change_request(
@@ -654,33 +1054,93 @@ impl Store for SqliteStore {
             .map_err(StoreError::query("list change requests"))?;
         Ok(rows.iter().map(decode_change_request).collect())
     }
+
+    async fn find_change_request(
+        &self,
+        forge: &str,
+        repo: &str,
+        branch: &str,
+    ) -> Result<Option<ChangeRequest>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM change_requests WHERE forge = ?1 AND repo = ?2 AND branch = ?3",
+        )
+        .bind(forge)
+        .bind(repo)
+        .bind(branch)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(StoreError::query("find change request"))?;
+        Ok(row.as_ref().map(decode_change_request))
+    }
+
+    async fn set_change_request_state(
+        &self,
+        id: i64,
+        state: &str,
+        head_commit: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE change_requests SET state = ?2, head_commit = COALESCE(?3, head_commit), \
+             updated_at = ?4 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(head_commit)
+        .bind(now_millis())
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::query("update change request state"))?;
+        Ok(())
+    }
+
+    async fn last_succeeded_runs(&self) -> Result<Vec<Run>, StoreError> {
+        // The newest succeeded run per (app, environment); ids are UUIDv7, so they break ties
+        // between runs created in the same millisecond in creation order.
+        let rows = sqlx::query(
+            "SELECT * FROM runs AS r WHERE r.state = 'succeeded' AND r.id = ( \
+                 SELECT n.id FROM runs AS n WHERE n.app = r.app AND n.environment = r.environment \
+                 AND n.state = 'succeeded' ORDER BY n.created_at DESC, n.id DESC LIMIT 1) \
+             ORDER BY r.app, r.environment",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::query("list last succeeded runs"))?;
+        let ids: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
+        let mut steps = self.load_steps(&ids).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("id");
+                decode_run(row, steps.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
 }
 
-/// A run's state follows from its steps' states.
-pub(crate) fn derive_run_state(states: impl Iterator<Item = StepState>) -> RunState {
-    let (mut any, mut failed, mut active, mut waiting, mut unfinished, mut cancelled) =
-        (false, false, false, false, false, false);
+/// A run's state follows from its steps' states (a cancelled run stays cancelled).
+pub(crate) fn derive_run_state(current: RunState, started: bool, states: impl Iterator<Item = StepState>) -> RunState {
+    if current == RunState::Cancelled {
+        return RunState::Cancelled;
+    }
+    let (mut failed, mut active, mut waiting, mut unfinished) = (false, false, false, false);
     for state in states {
-        any = true;
         match state {
             StepState::Failed => failed = true,
             StepState::Running | StepState::Ready => active = true,
             StepState::Waiting => waiting = true,
             StepState::Pending => unfinished = true,
-            StepState::Cancelled => cancelled = true,
-            StepState::Succeeded | StepState::Skipped => {}
+            StepState::Succeeded | StepState::Skipped | StepState::Cancelled => {}
         }
     }
-    if failed {
-        RunState::Failed
-    } else if cancelled {
-        RunState::Cancelled
+    if !started {
+        current
     } else if active {
         RunState::Running
     } else if waiting {
         RunState::Waiting
-    } else if unfinished || !any {
-        RunState::Pending
+    } else if unfinished {
+        RunState::Running
+    } else if failed {
+        RunState::Failed
     } else {
         RunState::Succeeded
     }

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Benchmarks promotion by digest: `gantry retag` / `gantry copy` against `skopeo copy`, in one
+# run, on the same docker-registry on loopback.
+#
+# For a 1 MiB and a 1 GiB image (one layer of random bytes, built here as an OCI layout):
+#   - same-repository retag:  app:v1 -> app:<new tag>
+#   - cross-repository promotion:  app:v1 -> <fresh repository>/app:v1
+# Each is timed ROUNDS times per tool (the order of the tools alternates between rounds), and
+# the medians are compared. Targets: gantry at most 0.3x skopeo's time, and gantry's times flat
+# (within 20 %) between the two sizes. The pushes of the images into the registry (layout ->
+# registry, a streamed copy for both tools) are timed once each, for information.
+#
+# Environment: ROUNDS (default 7), SIZES (bytes, default "1048576 1073741824"), GANTRY (a gantry
+# binary to use instead of building one with `cargo build --release`), KEEP=1 keeps the work dir.
+# Needs: docker-registry, skopeo, sha256sum, curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-7}
+SIZES=${SIZES:-"1048576 1073741824"}
+
+for tool in docker-registry skopeo sha256sum curl; do
+  command -v "$tool" >/dev/null || { echo "bench-retag: $tool is missing (scripts/test-deps.sh installs it)" >&2; exit 2; }
+done
+
+if [[ -z ${GANTRY:-} ]]; then
+  echo "building gantry (release)..." >&2
+  cargo build --quiet --release --bin gantry
+  GANTRY="${CARGO_TARGET_DIR:-target}/release/gantry"
+fi
+[[ -x $GANTRY ]] || { echo "bench-retag: $GANTRY is not an executable" >&2; exit 2; }
+
+work=$(mktemp -d)
+registry_pid=""
+cleanup() {
+  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  [[ ${KEEP:-0} == 1 ]] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- a registry on a free loopback port -------------------------------------------------------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+registry="127.0.0.1:$port"
+cat >"$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/storage
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $registry
+  secret: gantry-bench
+EOF
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do
+  curl -fsS "http://$registry/v2/" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://$registry/v2/" >/dev/null || { cat "$work/registry.log" >&2; exit 1; }
+
+# --- images -----------------------------------------------------------------------------------
+# Writes an OCI layout $1/app holding one image tagged v1 with a random layer of $2 bytes.
+make_layout() {
+  local dir=$1/app size=$2
+  mkdir -p "$dir/blobs/sha256" "$1/payload"
+  head -c "$size" /dev/urandom >"$1/payload/data"
+  tar -C "$1/payload" -cf "$1/layer.tar" data
+  rm -rf "$1/payload"
+  local layer_digest layer_size
+  layer_digest=$(sha256sum "$1/layer.tar" | cut -d' ' -f1)
+  layer_size=$(stat -c %s "$1/layer.tar")
+  mv "$1/layer.tar" "$dir/blobs/sha256/$layer_digest"
+  local config
+  config=$(printf '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' "$layer_digest")
+  local config_digest
+  config_digest=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$config" >"$dir/blobs/sha256/$config_digest"
+  local manifest
+  manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:%s","size":%d}]}' \
+    "$config_digest" "${#config}" "$layer_digest" "$layer_size")
+  local manifest_digest
+  manifest_digest=$(printf '%s' "$manifest" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$manifest" >"$dir/blobs/sha256/$manifest_digest"
+  printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]}' \
+    "$manifest_digest" "${#manifest}" >"$dir/index.json"
+}
+
+now_ns() { date +%s%N; }
+# Runs a command quietly and prints how long it took, in milliseconds with one decimal.
+timed() {
+  local start end
+  start=$(now_ns)
+  "$@" >/dev/null 2>"$work/last.err" || { echo "bench-retag: failed: $*" >&2; cat "$work/last.err" >&2; exit 1; }
+  end=$(now_ns)
+  awk -v ns=$((end - start)) 'BEGIN { printf "%.1f", ns / 1e6 }'
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+human() { awk -v b="$1" 'BEGIN { if (b >= 1073741824) printf "%d GiB", b / 1073741824; else printf "%d MiB", b / 1048576 }'; }
+
+skopeo_copy() { skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false "$@"; }
+
+declare -A results
+echo "gantry: $GANTRY; skopeo: $(skopeo --version); registry: $registry; rounds: $ROUNDS" >&2
+for size in $SIZES; do
+  label=$(human "$size")
+  echo "== $label: building the image..." >&2
+  make_layout "$work/oci-$size" "$size"
+  repo="bench-$size/app"
+  # Both tools push the same image once (a streamed copy of every blob), into their own repository.
+  results[push,skopeo,$size]=$(timed skopeo_copy "oci:$work/oci-$size/app:v1" "docker://$registry/$repo:v1")
+  results[push,gantry,$size]=$(timed "$GANTRY" copy "oci-layout:$work/oci-$size/app:v1" "$registry/push-$size/app:v1")
+  rm -rf "$work/oci-$size"
+
+  retag_skopeo="" retag_gantry="" mount_skopeo="" mount_gantry=""
+  for round in $(seq "$ROUNDS"); do
+    run_skopeo() {
+      retag_skopeo+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/$repo:skopeo-$round")"
+      mount_skopeo+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/skopeo-$round-$size/app:v1")"
+    }
+    run_gantry() {
+      retag_gantry+=" $(timed "$GANTRY" retag "$registry/$repo:v1" "gantry-$round")"
+      mount_gantry+=" $(timed "$GANTRY" copy "$registry/$repo:v1" "$registry/gantry-$round-$size/app:v1")"
+    }
+    if ((round % 2)); then run_skopeo; run_gantry; else run_gantry; run_skopeo; fi
+  done
+  results[retag,skopeo,$size]=$(median <<<"$retag_skopeo")
+  results[retag,gantry,$size]=$(median <<<"$retag_gantry")
+  results[mount,skopeo,$size]=$(median <<<"$mount_skopeo")
+  results[mount,gantry,$size]=$(median <<<"$mount_gantry")
+done
+
+# The promoted digests must be the pushed ones: compare what the registry serves.
+for size in $SIZES; do
+  want=$(curl -fsSI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$registry/v2/bench-$size/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+  for ref in "bench-$size/app/manifests/gantry-1" "gantry-1-$size/app/manifests/v1" "push-$size/app/manifests/v1"; do
+    got=$(curl -fsSI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$registry/v2/$ref" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+    [[ $got == "$want" ]] || { echo "bench-retag: $ref is $got, expected $want" >&2; exit 1; }
+  done
+done
+
+echo
+printf '%-34s %10s %12s %12s %10s\n' "operation (median of $ROUNDS)" size "gantry ms" "skopeo ms" ratio
+for op in retag mount push; do
+  case $op in
+    retag) name="same-repo retag" ;;
+    mount) name="cross-repo promotion" ;;
+    push) name="push from layout (1 run, info)" ;;
+  esac
+  for size in $SIZES; do
+    printf '%-34s %10s %12s %12s %10s\n' "$name" "$(human "$size")" "${results[$op,gantry,$size]}" "${results[$op,skopeo,$size]}" \
+      "$(ratio "${results[$op,gantry,$size]}" "${results[$op,skopeo,$size]}")x"
+  done
+done
+
+read -r small large <<<"$(tr ' ' '\n' <<<"$SIZES" | grep -v '^$' | sort -g | sed -n '1p;$p' | tr '\n' ' ')"
+echo
+verdict=0
+for op in retag mount; do
+  for size in $SIZES; do
+    r=$(ratio "${results[$op,gantry,$size]}" "${results[$op,skopeo,$size]}")
+    ok=$(awk -v r="$r" 'BEGIN { print (r <= 0.3) ? "ok" : "MISSED" }')
+    [[ $ok == ok ]] || verdict=1
+    echo "target $op $(human "$size"): gantry/skopeo = ${r}x (<= 0.3x) $ok"
+  done
+  flat=$(ratio "${results[$op,gantry,$large]}" "${results[$op,gantry,$small]}")
+  ok=$(awk -v r="$flat" 'BEGIN { print (r >= 0.8 && r <= 1.2) ? "ok" : "MISSED" }')
+  [[ $ok == ok ]] || verdict=1
+  echo "target $op flat: gantry $(human "$large") / $(human "$small") = ${flat}x (0.8x..1.2x) $ok"
+done
+exit $verdict

@@ -1,0 +1,226 @@
+//! `gantry copy SRC DST`: promotes an image (or any OCI artifact) to another repository or
+//! registry under the same digest, and the registry flags `gantry retag` shares with it.
+//!
+//! The cheapest move that keeps the digest is chosen: a retag inside one repository, a blob
+//! mount between repositories of one registry, a streamed and digest-checked copy between
+//! registries. Copying again is a no-op once the destination tag is at the digest.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use gantry_engine::registry::{
+    self, Digest, ImageReference, Location, Promotion, Registry, RegistryAuth, RegistryOptions, TagOutcome,
+};
+
+/// Arguments of `gantry copy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CopyArgs {
+    /// What to copy: `host[:port]/repo:tag`, `…@sha256:…`, `oci-layout:DIR/repo:tag` or
+    /// `ecr://ACCOUNT.dkr.ecr.REGION.amazonaws.com/repo:tag`.
+    pub source: String,
+    /// Where to: a reference of the same forms; without a tag, the source's tag is used.
+    pub destination: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How to reach the registries of a copy or retag.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to this registry host (`host` or `host:port`) although it is not on
+    /// loopback; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Refuse to move a destination tag that already points at another digest.
+    #[arg(long)]
+    pub immutable_tags: bool,
+    /// Source registry credentials as USER:PASSWORD (default: GANTRY_REGISTRY_USERNAME and
+    /// GANTRY_REGISTRY_PASSWORD).
+    #[arg(long, env = "GANTRY_SRC_CREDS", hide_env_values = true, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Destination registry credentials as USER:PASSWORD (default: GANTRY_REGISTRY_USERNAME
+    /// and GANTRY_REGISTRY_PASSWORD).
+    #[arg(long, env = "GANTRY_DEST_CREDS", hide_env_values = true, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+}
+
+impl RegistryArgs {
+    fn options(&self, credentials: Option<&str>, immutable_tags: bool) -> anyhow::Result<RegistryOptions> {
+        let auth = match credentials {
+            Some(pair) => {
+                let Some((username, password)) = pair.split_once(':') else {
+                    bail!("credentials must be USER:PASSWORD");
+                };
+                if username.is_empty() {
+                    bail!("the user name in USER:PASSWORD is empty");
+                }
+                RegistryAuth::Basic { username: username.to_owned(), password: password.to_owned() }
+            }
+            None => default_auth(),
+        };
+        Ok(RegistryOptions {
+            auth,
+            insecure_hosts: self.insecure_registries.clone(),
+            immutable_tags,
+            ..RegistryOptions::default()
+        })
+    }
+}
+
+/// Credentials from `GANTRY_REGISTRY_USERNAME` / `GANTRY_REGISTRY_PASSWORD`, when set.
+fn default_auth() -> RegistryAuth {
+    match (std::env::var("GANTRY_REGISTRY_USERNAME"), std::env::var("GANTRY_REGISTRY_PASSWORD")) {
+        (Ok(username), Ok(password)) if !username.is_empty() => RegistryAuth::Basic { username, password },
+        _ => RegistryAuth::Anonymous,
+    }
+}
+
+/// Runs `gantry copy`, reporting what it did on `out`.
+pub async fn run(args: &CopyArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let source = ImageReference::parse(&args.source)?;
+    let destination = ImageReference::parse(&args.destination)?;
+    if destination.digest.is_some() {
+        bail!("the destination {destination} names a digest; name a tag (the digest is always the source's)");
+    }
+    let Some(tag) = destination.tag.clone().or_else(|| source.tag.clone()) else {
+        bail!("name the destination tag: the source {source} has none to reuse");
+    };
+    transfer(&source, &destination, &tag, &args.registry, out).await?;
+    Ok(())
+}
+
+/// Promotes `source` to `tag` in the repository of `destination`, and prints one line about it.
+pub(crate) async fn transfer(
+    source: &ImageReference,
+    destination: &ImageReference,
+    tag: &str,
+    flags: &RegistryArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<Promotion> {
+    let base = Path::new(".");
+    let source_registry =
+        registry::open_with(&source.registry, base, &flags.options(flags.src_creds.as_deref(), false)?)?;
+    let destination_registry = registry::open_with(
+        &destination.registry,
+        base,
+        &flags.options(flags.dest_creds.as_deref(), flags.immutable_tags)?,
+    )?;
+    let digest = source_digest(source_registry.as_ref(), source).await?;
+    let from = Location::new(source_registry.as_ref(), &source.repository);
+    let to = Location::new(destination_registry.as_ref(), &destination.repository);
+    let target = to.reference(tag);
+    let promotion = registry::promote(&from, &to, &digest, tag)
+        .await
+        .with_context(|| format!("copy {} to {target}", from.reference(digest.as_str())))?;
+    writeln!(out, "{}", summary(&target, &promotion)).context("write the result")?;
+    Ok(promotion)
+}
+
+/// The digest the source names: its own, or the one its tag points at now.
+async fn source_digest(registry: &dyn Registry, source: &ImageReference) -> anyhow::Result<Digest> {
+    if let Some(digest) = &source.digest {
+        return Ok(digest.clone());
+    }
+    let Some(tag) = &source.tag else {
+        bail!("name the source tag or digest: {source} has neither");
+    };
+    registry
+        .resolve(&source.repository, tag)
+        .await
+        .with_context(|| format!("resolve {source}"))?
+        .with_context(|| format!("find {source}: the tag does not exist"))
+}
+
+/// One line for the terminal: what happened to the tag, and how the content got there.
+fn summary(target: &str, promotion: &Promotion) -> String {
+    let outcome = match &promotion.outcome {
+        TagOutcome::Created => "created".to_owned(),
+        TagOutcome::Moved { from } => format!("moved (from {from})"),
+        TagOutcome::AlreadyPresent => "already present".to_owned(),
+    };
+    let mut line = format!("{target} -> {}: {outcome}", promotion.digest);
+    if promotion.outcome != TagOutcome::AlreadyPresent {
+        line.push_str(&format!(
+            " by {}; {} manifest(s) written, blobs: {} mounted, {} copied ({} bytes), {} already there",
+            promotion.strategy.as_str(),
+            promotion.manifests_written,
+            promotion.blobs_mounted,
+            promotion.blobs_copied,
+            promotion.bytes_copied,
+            promotion.blobs_present,
+        ));
+    }
+    line
+}
+
+// Paths of `#[path]` modules are relative to this file's directory only outside inline modules.
+#[cfg(test)]
+#[path = "../../tests/support/registry.rs"]
+pub(crate) mod registry_support;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use gantry_engine::registry::{Registry, RegistryAuth, sample_image};
+
+    use super::registry_support::TestRegistry;
+
+    use super::*;
+
+    fn connect(server: &TestRegistry) -> Arc<dyn Registry> {
+        registry::open(&server.addr, Path::new("."), RegistryAuth::Anonymous).unwrap()
+    }
+
+    fn args(source: String, destination: String) -> CopyArgs {
+        CopyArgs { source, destination, registry: RegistryArgs::default() }
+    }
+
+    #[tokio::test]
+    async fn copy_between_registries_keeps_the_digest_and_is_idempotent() {
+        let first = TestRegistry::start();
+        let second = TestRegistry::start();
+        let image = sample_image("app", &[("org.opencontainers.image.revision", "abc1234")]);
+        let digest = connect(&first).push_image("app", "dev-abc1234", &image).await.unwrap();
+
+        let copy = args(format!("{}/app:dev-abc1234", first.addr), format!("{}/prod/app:prod-v1", second.addr));
+        let mut out = Vec::new();
+        run(&copy, &mut out).await.unwrap();
+        let printed = String::from_utf8(out).unwrap();
+        assert!(printed.contains("created by copy"), "{printed}");
+        assert!(printed.contains(digest.as_str()), "{printed}");
+        assert_eq!(connect(&second).resolve("prod/app", "prod-v1").await.unwrap(), Some(digest.clone()));
+
+        let mut out = Vec::new();
+        run(&copy, &mut out).await.unwrap();
+        let printed = String::from_utf8(out).unwrap();
+        assert!(printed.contains("already present"), "{printed}");
+
+        // Without a destination tag the source's is reused; by digest works as well.
+        let by_digest = args(format!("{}/app:dev-abc1234@{digest}", first.addr), format!("{}/mirror/app", second.addr));
+        run(&by_digest, &mut Vec::new()).await.unwrap();
+        assert_eq!(connect(&second).resolve("mirror/app", "dev-abc1234").await.unwrap(), Some(digest));
+    }
+
+    #[tokio::test]
+    async fn copy_reports_bad_input_clearly() {
+        let server = TestRegistry::start();
+        let missing = args(format!("{}/app:nope", server.addr), format!("{}/app:prod", server.addr));
+        let error = run(&missing, &mut Vec::new()).await.unwrap_err();
+        assert!(format!("{error:#}").contains("does not exist"), "{error:#}");
+
+        let untagged = args(format!("{}/app", server.addr), format!("{}/other", server.addr));
+        let error = run(&untagged, &mut Vec::new()).await.unwrap_err();
+        assert!(format!("{error:#}").contains("destination tag"), "{error:#}");
+
+        let mut creds = args(format!("{}/app:v1", server.addr), format!("{}/app:v2", server.addr));
+        creds.registry.src_creds = Some("no-colon".into());
+        let error = run(&creds, &mut Vec::new()).await.unwrap_err();
+        assert!(format!("{error:#}").contains("USER:PASSWORD"), "{error:#}");
+
+        let insecure = args("http://10.255.255.1:5000/app:v1".into(), format!("{}/app:v2", server.addr));
+        let error = run(&insecure, &mut Vec::new()).await.unwrap_err();
+        assert!(format!("{error:#}").contains("--insecure-registry 10.255.255.1:5000"), "{error:#}");
+    }
+}

@@ -26,6 +26,8 @@ pub struct RunDto {
     pub trigger: String,
     pub source: SourceDto,
     pub error: Option<String>,
+    pub origin: String,
+    pub admitted: bool,
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
@@ -54,6 +56,7 @@ pub struct StepDto {
     pub attempts: u32,
     pub outputs: serde_json::Value,
     pub error: Option<String>,
+    pub note: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
 }
@@ -82,6 +85,7 @@ impl From<&StepRun> for StepDto {
             attempts: step.attempts,
             outputs: step.outputs.clone().unwrap_or(serde_json::Value::Null),
             error: step.error.clone(),
+            note: step.note.clone(),
             started_at: step.started_at.map(time),
             finished_at: step.finished_at.map(time),
         }
@@ -125,6 +129,8 @@ impl From<&Run> for RunDto {
                 actor: plan.event.actor.clone(),
             },
             error: run.error.clone(),
+            origin: run.origin.clone(),
+            admitted: run.admitted,
             created_at: time(run.created_at),
             updated_at: time(run.updated_at),
             finished_at: run.finished_at.map(time),

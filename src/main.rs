@@ -44,6 +44,8 @@ enum Command {
     },
     /// Print the JSON Schema of config files.
     Schema,
+    #[command(flatten)]
+    Operate(gantry::commands::operate::Operation),
     /// Print promotion runs as a table.
     Status {
         /// How many runs, newest first.
@@ -324,6 +326,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             gantry::commands::gate::exit_unless_allowed(decision);
             Ok(())
         }
+        Command::Operate(operation) => {
+            let answer = gantry::commands::operate::run(operation.clone()).await?;
+            println!("{}", serde_json::to_string_pretty(&answer).context("render the answer")?);
+            Ok(())
+        }
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&Config::json_schema())
                 .context("render the schema")?;
@@ -393,7 +400,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             for image in &images {
                 println!("CI pushed {image}");
             }
-            let secret = bootstrap::read_secret(&cli.data_dir)?;
+            let secret = github_secrets(&cli.data_dir)?.remove(0);
             let (status, body) = demo::send(server, &secret, &push).await?;
             if status != 202 {
                 return Err(anyhow::anyhow!("gantry answered {status}: {body}").into());

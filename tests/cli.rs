@@ -180,6 +180,26 @@ async fn quickstart_promotes_a_demo_push_into_dev() {
         Some(serde_json::json!(digest))
     );
 
+    // The same digest moves on by itself: staging follows dev, and uat waits for an approval.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let runs: Vec<serde_json::Value> =
+            reqwest::get(format!("{}/api/runs", gantry.url)).await.unwrap().json().await.unwrap();
+        let in_env = |env: &str| runs.iter().find(|r| r["environment"] == env).cloned();
+        if let (Some(staging), Some(uat)) = (in_env("staging"), in_env("uat")) {
+            if staging["state"] == "succeeded" && uat["state"] == "waiting" {
+                assert_eq!(staging["digest"], digest);
+                assert_eq!(staging["origin"], "follow-up");
+                assert_eq!(uat["digest"], digest);
+                let approve = uat["steps"].as_array().unwrap().iter().find(|s| s["name"] == "approve").unwrap();
+                assert_eq!(approve["state"], "waiting");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no staging/uat follow-up: {runs:#?}\n{}", gantry.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // `gantry status` shows it.
     let (code, stdout, _) = run(&["--data-dir", data_dir.to_str().unwrap(), "status"]);
     assert_eq!(code, 0);

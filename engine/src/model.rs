@@ -144,6 +144,8 @@ pub struct StepRun {
     pub outputs: Option<serde_json::Value>,
     /// Last error, if any.
     pub error: Option<String>,
+    /// Why an operator skipped it, or why it did not run.
+    pub note: Option<String>,
     /// First start.
     pub started_at: Option<Millis>,
     /// Final state reached.

@@ -105,8 +105,13 @@ impl World {
             } else {
                 ("apps/{app}/values.yaml", "\n      yaml_path: image.tag")
             };
+            // Each environment follows the one before it, as dev → staging → uat → prod.
+            let after = match order {
+                0 => String::new(),
+                _ => format!("    after: [{}]\n", ENVIRONMENTS[order - 1]),
+            };
             yaml.push_str(&format!(
-                "  - name: {env}\n    order: {}\n    config_repo:\n      url: repos/{env}.git\n      path: {path}{yaml_path}\n    tag_template: \"{{env}}-{{version}}\"\n",
+                "  - name: {env}\n    order: {}\n{after}    config_repo:\n      url: repos/{env}.git\n      path: {path}{yaml_path}\n    tag_template: \"{{env}}-{{version}}\"\n",
                 order + 1
             ));
         }

@@ -14,7 +14,7 @@ use gantry_engine::forge::{
     ReviewOptions,
 };
 use gantry_engine::git::{EnvRepo, GitError, LandOutcome, Signature, init_bare_repo};
-use gantry_engine::steps::{Step, StepContext, StepError, StepOutcome, StepRegistry};
+use gantry_engine::steps::{StepContext, StepError, StepOutcome, StepRegistry};
 use gantry_engine::store::{NewRun, RunOrigin};
 use gantry_engine::{SqliteStore, Store};
 use gantry_workflows::spans::YamlPath;

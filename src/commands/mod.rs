@@ -6,6 +6,7 @@ pub mod cvss;
 pub mod drift;
 pub mod edit;
 pub mod gate;
+pub mod operate;
 pub mod plan;
 pub mod retag;
 pub mod sign;

@@ -359,7 +359,7 @@ fn step_template(
 /// A Go `time.Duration` string, which is what Argo parses.
 fn go_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
+    if millis.is_multiple_of(1000) { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
 }
 
 /// The `depends` of a task with a condition: the condition, and every need it does not
@@ -510,10 +510,11 @@ impl Graph {
                 // A step a condition names must have finished before the condition is read.
                 if let Some(condition) = &conditions[index] {
                     for name in condition.step_names() {
-                        if let Some(other) = index_of(name) {
-                            if !needs.contains(&other) && other != index {
-                                needs.push(other);
-                            }
+                        if let Some(other) = index_of(name)
+                            && !needs.contains(&other)
+                            && other != index
+                        {
+                            needs.push(other);
                         }
                     }
                 }
@@ -522,7 +523,7 @@ impl Graph {
             })
             .collect();
 
-        // Steps come in topological order, so every need's sets are final when read. A
+        // Walking in topological order, every need's sets are final when read. A
         // conditional step may run after a need failed or never ran, so it passes nothing
         // on from further up; its own outputs exist whenever it succeeded.
         let container = |index: usize| steps[index].kind != APPROVAL_KIND;

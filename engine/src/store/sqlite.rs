@@ -84,7 +84,7 @@ impl SqliteStore {
         let mut by_run: HashMap<String, Vec<StepRun>> = HashMap::new();
         for run_id in run_ids {
             let rows = sqlx::query(
-                "SELECT run_id, name, kind, needs, config, state, attempts, not_before, outputs, error, \
+                "SELECT run_id, name, kind, needs, config, state, attempts, not_before, outputs, error, note, \
                  started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY position",
             )
             .bind(run_id)
@@ -119,6 +119,7 @@ fn decode_step(row: &sqlx::sqlite::SqliteRow) -> Result<StepRun, StoreError> {
             .transpose()
             .map_err(|e| StoreError::corrupt("step outputs", e))?,
         error: row.get("error"),
+        note: row.get("note"),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
     })

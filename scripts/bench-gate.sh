@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Benchmark of the gate: 10,000 findings judged against a policy with 100 exceptions, count and
+# score limits and a Rego rule, which must take at most 50 ms. Compares, on the same synthetic
+# Trivy report, with what a user would otherwise run in CI: a `jq` filter that only checks a
+# score threshold (no exceptions, VEX, counts or Rego). Not part of the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Release build: the budget is about the shipped binary, not a debug build.
+output=$(GATE_BENCH_DIR="$work" cargo bench --quiet -p gantry-gates --bench gate)
+echo "$output" | grep -v '^gantry_parse_evaluate_ms='
+gantry_ms=$(echo "$output" | sed -n 's/^gantry_parse_evaluate_ms=//p')
+
+if ! command -v jq >/dev/null 2>&1; then
+  echo "jq is not installed: no comparison (absolute figures above)"
+  exit 0
+fi
+# The jq equivalent of the score threshold alone, timed over the same report (median of 15).
+filter='[.Results[].Vulnerabilities[] | select((.CVSS.nvd.V3Score // 0) >= 9.0)] | length'
+times=()
+for _ in $(seq 15); do
+  start=$(date +%s%N)
+  jq "$filter" "$work/report.json" >/dev/null
+  end=$(date +%s%N)
+  times+=($(( (end - start) / 1000 )))
+done
+jq_us=$(printf '%s\n' "${times[@]}" | sort -n | sed -n '8p')
+jq_ms=$(awk -v us="$jq_us" 'BEGIN { printf "%.1f", us / 1000 }')
+echo "jq threshold filter: median ${jq_ms} ms ($(jq "$filter" "$work/report.json") findings at or above 9.0)"
+awk -v g="$gantry_ms" -v j="$jq_ms" 'BEGIN { printf "ratio: gantry parse+evaluate takes %.2fx the time of the jq filter (%.1f ms vs %.1f ms)\n", g / j, g, j }'

@@ -153,13 +153,18 @@ pub async fn publish_image(
 /// Sends `push` to a gantry server as GitHub would, signed with `secret`; returns the status
 /// and response body.
 pub async fn send(server: &str, secret: &[u8], push: &DemoPush) -> anyhow::Result<(u16, String)> {
+    send_delivery(server, secret, push, &uuid::Uuid::new_v4().to_string()).await
+}
+
+/// Like [`send`], with the delivery id given: a redelivery of the same event reuses it.
+pub async fn send_delivery(server: &str, secret: &[u8], push: &DemoPush, delivery: &str) -> anyhow::Result<(u16, String)> {
     let url = format!("{}/hooks/github", server.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
         .header("user-agent", "GitHub-Hookshot/gantry-demo")
         .header("x-github-event", push.event_type)
-        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header("x-github-delivery", delivery)
         .header("x-github-hook-id", "424242")
         .header("x-hub-signature-256", github::sign(secret, &push.body))
         .body(push.body.clone())

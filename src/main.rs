@@ -236,6 +236,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 config_dir: args.config.clone(),
                 listen: args.listen,
                 github_secrets: github_secrets(&cli.data_dir)?,
+                gitlab_tokens: std::env::var("GANTRY_GITLAB_TOKEN")
+                    .map(|v| v.split(',').map(|t| t.trim().as_bytes().to_vec()).filter(|t| !t.is_empty()).collect())
+                    .unwrap_or_default(),
                 executor: ExecutorOptions {
                     workers: args.workers,
                     ..ExecutorOptions::default()

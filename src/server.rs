@@ -33,6 +33,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Accepted GitHub webhook secrets (more than one while rotating).
     pub github_secrets: Arc<Vec<Vec<u8>>>,
+    /// Accepted GitLab webhook tokens (more than one while rotating); none = GitLab disabled.
+    pub gitlab_tokens: Arc<Vec<Vec<u8>>>,
     /// Wakes the intake loop when a delivery was stored.
     pub intake_wake: Arc<Notify>,
     /// Wakes the executor after an operator action.
@@ -60,6 +62,7 @@ impl AppState {
         Self {
             store,
             github_secrets: Arc::new(github_secrets),
+            gitlab_tokens: Arc::new(Vec::new()),
             intake_wake,
             executor_wake: Arc::new(Notify::new()),
             pages: Arc::new(pages),
@@ -68,6 +71,12 @@ impl AppState {
 }
 
 impl AppState {
+    /// Accepts GitLab webhooks carrying one of `tokens` in `X-Gitlab-Token`.
+    pub fn with_gitlab_tokens(mut self, tokens: Vec<Vec<u8>>) -> Self {
+        self.gitlab_tokens = Arc::new(tokens);
+        self
+    }
+
     /// Uses `wake` to wake the executor after operator actions.
     pub fn with_executor_wake(mut self, wake: Arc<Notify>) -> Self {
         self.executor_wake = wake;
@@ -82,6 +91,7 @@ pub fn router(state: AppState) -> Router {
             "/hooks/github",
             post(github_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
         )
+        .route("/hooks/gitlab", post(gitlab_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/deliveries/{source}/{id}", get(get_delivery))
@@ -181,16 +191,38 @@ async fn github_hook(
             "malformed JSON body: {error}"
         )));
     }
+    store_delivery(&state, "github", delivery_id, event_type, &body).await
+}
+
+async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    use gantry_webhooks::gitlab;
+    let tokens: Vec<&[u8]> = state.gitlab_tokens.iter().map(Vec::as_slice).collect();
+    gitlab::verify_token(&tokens, header(&headers, gitlab::TOKEN_HEADER))
+        .map_err(|error| ApiError::Unauthorized(format!("token rejected: {error}")))?;
+    let event_type = header(&headers, gitlab::EVENT_HEADER)
+        .ok_or_else(|| ApiError::BadRequest(format!("missing {} header", gitlab::EVENT_HEADER)))?;
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+        return Err(ApiError::BadRequest(format!("malformed JSON body: {error}")));
+    }
+    let delivery_id = gitlab::delivery_key(
+        header(&headers, gitlab::IDEMPOTENCY_KEY_HEADER),
+        header(&headers, gitlab::EVENT_UUID_HEADER),
+        &body,
+    )
+    .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    store_delivery(&state, "gitlab", &delivery_id, event_type, &body).await
+}
+
+async fn store_delivery(
+    state: &AppState,
+    source: &str,
+    delivery_id: &str,
+    event_type: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let inserted = state
         .store
-        .insert_delivery(NewDelivery {
-            source: "github",
-            delivery_id,
-            event_type,
-            body: &body,
-            status: DeliveryStatus::Received,
-            detail: None,
-        })
+        .insert_delivery(NewDelivery { source, delivery_id, event_type, body, status: DeliveryStatus::Received, detail: None })
         .await?;
     let (id, duplicate) = match inserted {
         Inserted::New(id) => (id, false),
@@ -303,6 +335,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// GitHub webhook secrets.
     pub github_secrets: Vec<Vec<u8>>,
+    /// GitLab webhook tokens (`GANTRY_GITLAB_TOKEN`, comma-separated); empty = GitLab disabled.
+    pub gitlab_tokens: Vec<Vec<u8>>,
     /// Executor tuning.
     pub executor: ExecutorOptions,
 }
@@ -343,7 +377,8 @@ pub async fn serve(
             tracing::error!(%error, "executor stopped");
         }
     });
-    let app = router(AppState::new(store, options.github_secrets, intake_wake).with_executor_wake(executor_wake));
+    let app = router(AppState::new(store, options.github_secrets, intake_wake).with_executor_wake(executor_wake)
+        .with_gitlab_tokens(options.gitlab_tokens));
     on_listening(address);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

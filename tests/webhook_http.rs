@@ -223,3 +223,34 @@ async fn api_lists_runs_with_their_steps() {
     let (status, _) = send(&h, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn gitlab_hooks_need_the_token_and_are_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap());
+    let app = router(
+        AppState::new(store.clone(), vec![SECRET.to_vec()], Arc::new(Notify::new()))
+            .with_gitlab_tokens(vec![b"old-token".to_vec(), b"new-token".to_vec()]),
+    );
+    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gitlab/docs-examples/push.0.json")).unwrap();
+    let request = |token: Option<&str>| {
+        let mut builder = Request::post("/hooks/gitlab")
+            .header("x-gitlab-event", "Push Hook")
+            .header("x-gitlab-event-uuid", "9cbbd8d3-1d1a-4b3d-a3d3-0a8a2e1d6f00");
+        if let Some(token) = token {
+            builder = builder.header("x-gitlab-token", token);
+        }
+        builder.body(Body::from(body.clone())).unwrap()
+    };
+    let status = |request: Request<Body>| {
+        let app = app.clone();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    assert_eq!(status(request(None)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(request(Some("stolen"))).await, StatusCode::UNAUTHORIZED);
+    assert!(store.received_deliveries(10).await.unwrap().is_empty());
+    // Both the old and the new token work while rotating; the redelivery is one delivery.
+    assert_eq!(status(request(Some("old-token"))).await, StatusCode::ACCEPTED);
+    assert_eq!(status(request(Some("new-token"))).await, StatusCode::ACCEPTED);
+    assert_eq!(store.received_deliveries(10).await.unwrap().len(), 1);
+}

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use gantry_webhooks::{Parsed, github};
+use gantry_webhooks::{EventKind, Parsed, github, gitlab};
 use gantry_workflows::Config;
 
 use crate::error::StoreError;
@@ -39,8 +39,12 @@ pub async fn process_inbox(
                 "github" => {
                     github::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string())
                 }
+                "gitlab" => gitlab::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
                 other => Err(format!("no parser for source {other}")),
             };
+            if let Ok(Parsed::Event(event)) = &parsed {
+                wake_waiting_steps(store, event).await?;
+            }
             let (status, detail, plans) = match parsed {
                 Ok(Parsed::Event(event)) => match gantry_workflows::plan(config, &event) {
                     Ok(plans) if plans.is_empty() => (
@@ -118,4 +122,19 @@ pub async fn advance_runs(store: &Arc<dyn Store>, config: &Config) -> Result<Vec
             created.extend(ids);
         }
     }
+}
+
+/// A merged change request wakes the `wait-for-merge` steps of its branch at once, instead of
+/// at their next poll.
+async fn wake_waiting_steps(store: &Arc<dyn Store>, event: &gantry_webhooks::GitEvent) -> Result<(), StoreError> {
+    if event.kind != EventKind::Merge {
+        return Ok(());
+    }
+    if let Some(head) = event.change_request.as_ref().and_then(|cr| cr.head.as_deref()) {
+        let woken = store.wake(&crate::steps::merge_wake_key(head), crate::model::now_millis()).await?;
+        if woken > 0 {
+            tracing::info!(branch = head, woken, "merge woke waiting steps");
+        }
+    }
+    Ok(())
 }

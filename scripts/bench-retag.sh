@@ -5,8 +5,8 @@
 # For a 1 MiB and a 1 GiB image (one layer of random bytes, built here as an OCI layout):
 #   - same-repository retag:  app:v1 -> app:<new tag>
 #   - cross-repository promotion:  app:v1 -> <fresh repository>/app:v1
-# Each is timed ROUNDS times per tool (the order of the tools alternates between rounds), and
-# the medians are compared. Targets: gantry at most 0.3x skopeo's time, and gantry's times flat
+# Each is timed ROUNDS times per tool (rounds interleave sizes and tools), and the medians are
+# compared. Targets: gantry at most 0.3x skopeo's time, and gantry's times flat
 # (within 20 %) between the two sizes. The pushes of the images into the registry (layout ->
 # registry, a streamed copy for both tools) are timed once each, for information.
 #
@@ -33,8 +33,11 @@ fi
 work=$(mktemp -d)
 registry_pid=""
 cleanup() {
-  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
-  [[ ${KEEP:-0} == 1 ]] && echo "kept $work" >&2 || rm -rf "$work"
+  if [[ -n $registry_pid ]]; then
+    kill "$registry_pid" 2>/dev/null || true
+    wait "$registry_pid" 2>/dev/null || true
+  fi
+  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -93,14 +96,14 @@ make_layout() {
     "$manifest_digest" "${#manifest}" >"$dir/index.json"
 }
 
-now_ns() { date +%s%N; }
 # Runs a command quietly and prints how long it took, in milliseconds with one decimal.
+# $EPOCHREALTIME needs no extra process, so nothing but the command itself is timed.
 timed() {
   local start end
-  start=$(now_ns)
+  start=$EPOCHREALTIME
   "$@" >/dev/null 2>"$work/last.err" || { echo "bench-retag: failed: $*" >&2; cat "$work/last.err" >&2; exit 1; }
-  end=$(now_ns)
-  awk -v ns=$((end - start)) 'BEGIN { printf "%.1f", ns / 1e6 }'
+  end=$EPOCHREALTIME
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) * 1000 }'
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
@@ -108,34 +111,40 @@ human() { awk -v b="$1" 'BEGIN { if (b >= 1073741824) printf "%d GiB", b / 10737
 
 skopeo_copy() { skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false "$@"; }
 
-declare -A results
+declare -A results samples
 echo "gantry: $GANTRY; skopeo: $(skopeo --version); registry: $registry; rounds: $ROUNDS" >&2
 for size in $SIZES; do
   label=$(human "$size")
-  echo "== $label: building the image..." >&2
+  echo "== $label: building and pushing the image..." >&2
   make_layout "$work/oci-$size" "$size"
-  repo="bench-$size/app"
   # Both tools push the same image once (a streamed copy of every blob), into their own repository.
-  results[push,skopeo,$size]=$(timed skopeo_copy "oci:$work/oci-$size/app:v1" "docker://$registry/$repo:v1")
+  results[push,skopeo,$size]=$(timed skopeo_copy "oci:$work/oci-$size/app:v1" "docker://$registry/bench-$size/app:v1")
   results[push,gantry,$size]=$(timed "$GANTRY" copy "oci-layout:$work/oci-$size/app:v1" "$registry/push-$size/app:v1")
   rm -rf "$work/oci-$size"
+done
+# Writing gigabytes leaves the disk busy for a while; let it settle so that it slows no round.
+sync
+sleep 2
 
-  retag_skopeo="" retag_gantry="" mount_skopeo="" mount_gantry=""
-  for round in $(seq "$ROUNDS"); do
+# Rounds interleave sizes and tools (the tool going first alternates), so that a slow moment
+# of the machine hits everything alike.
+echo "== timing $ROUNDS rounds..." >&2
+for round in $(seq "$ROUNDS"); do
+  for size in $SIZES; do
+    repo="bench-$size/app"
     run_skopeo() {
-      retag_skopeo+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/$repo:skopeo-$round")"
-      mount_skopeo+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/skopeo-$round-$size/app:v1")"
+      samples[retag,skopeo,$size]+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/$repo:skopeo-$round")"
+      samples[mount,skopeo,$size]+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/skopeo-$round-$size/app:v1")"
     }
     run_gantry() {
-      retag_gantry+=" $(timed "$GANTRY" retag "$registry/$repo:v1" "gantry-$round")"
-      mount_gantry+=" $(timed "$GANTRY" copy "$registry/$repo:v1" "$registry/gantry-$round-$size/app:v1")"
+      samples[retag,gantry,$size]+=" $(timed "$GANTRY" retag "$registry/$repo:v1" "gantry-$round")"
+      samples[mount,gantry,$size]+=" $(timed "$GANTRY" copy "$registry/$repo:v1" "$registry/gantry-$round-$size/app:v1")"
     }
     if ((round % 2)); then run_skopeo; run_gantry; else run_gantry; run_skopeo; fi
   done
-  results[retag,skopeo,$size]=$(median <<<"$retag_skopeo")
-  results[retag,gantry,$size]=$(median <<<"$retag_gantry")
-  results[mount,skopeo,$size]=$(median <<<"$mount_skopeo")
-  results[mount,gantry,$size]=$(median <<<"$mount_gantry")
+done
+for key in "${!samples[@]}"; do
+  results[$key]=$(median <<<"${samples[$key]}")
 done
 
 # The promoted digests must be the pushed ones: compare what the registry serves.

@@ -12,9 +12,7 @@ const API: &str = "ghcr.io/acme/checkout-api";
 const DIGEST: &str = "sha256:6f11ad3c9450922f7ebcdf5a010fd54f42c9bff1dc1be8b9cfb0b7e0f25f560a";
 
 fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/edit")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/edit").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
@@ -39,36 +37,22 @@ fn text(path: &Path) -> &str {
 /// The lines of `after` that differ from `before`, as (1-based line, text); the line counts
 /// must match.
 fn changed(before: &str, after: &str) -> Vec<(usize, String)> {
-    let (old, new): (Vec<&str>, Vec<&str>) = (
-        before.split_inclusive('\n').collect(),
-        after.split_inclusive('\n').collect(),
-    );
+    let (old, new): (Vec<&str>, Vec<&str>) =
+        (before.split_inclusive('\n').collect(), after.split_inclusive('\n').collect());
     assert_eq!(old.len(), new.len(), "line count changed:\n{after}");
-    (0..old.len())
-        .filter(|&i| old[i] != new[i])
-        .map(|i| (i + 1, new[i].to_owned()))
-        .collect()
+    (0..old.len()).filter(|&i| old[i] != new[i]).map(|i| (i + 1, new[i].to_owned())).collect()
 }
 
 #[test]
 fn prints_the_edited_file_and_leaves_it_alone() {
     let (_dir, files) = copies(&["values.yaml"]);
-    let (code, stdout, stderr) = run(&[
-        "edit",
-        text(&files[0]),
-        "--set",
-        "image.tag=1.42.0",
-        "--set",
-        "worker.replicaCount=3",
-    ]);
+    let (code, stdout, stderr) =
+        run(&["edit", text(&files[0]), "--set", "image.tag=1.42.0", "--set", "worker.replicaCount=3"]);
     assert_eq!(code, 0, "{stderr}");
     let original = fixture("values.yaml");
     assert_eq!(
         changed(&original, &stdout),
-        [
-            (10, "  tag: '1.42.0'          # set on promotion\n".to_owned()),
-            (17, "  replicaCount: 3\n".to_owned()),
-        ]
+        [(10, "  tag: '1.42.0'          # set on promotion\n".to_owned()), (17, "  replicaCount: 3\n".to_owned()),]
     );
     assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), original);
 }
@@ -88,21 +72,11 @@ fn in_place_rewrites_only_the_changed_scalars() {
     let edited = std::fs::read_to_string(&files[0]).unwrap();
     assert_eq!(
         changed(&fixture("odd-indent.yaml"), &edited),
-        [(
-            13,
-            "           image:    ghcr.io/acme/checkout-api:1.42.0     # rewritten on promotion\n"
-                .to_owned()
-        )]
+        [(13, "           image:    ghcr.io/acme/checkout-api:1.42.0     # rewritten on promotion\n".to_owned())]
     );
 
     // Pinning by tag and digest: the tag line changes, the digest line is inserted after it.
-    let (code, _, stderr) = run(&[
-        "edit",
-        "-i",
-        text(&files[1]),
-        "--image",
-        &format!("{API}=1.42.0@{DIGEST}"),
-    ]);
+    let (code, _, stderr) = run(&["edit", "-i", text(&files[1]), "--image", &format!("{API}=1.42.0@{DIGEST}")]);
     assert_eq!(code, 0, "{stderr}");
     let edited = std::fs::read_to_string(&files[1]).unwrap();
     let original = fixture("kustomization.yaml");
@@ -116,11 +90,9 @@ fn in_place_rewrites_only_the_changed_scalars() {
 #[test]
 fn an_edit_to_the_value_already_there_keeps_every_byte() {
     let (_dir, files) = copies(&["crlf.yaml", "flow.yaml", "values.json"]);
-    for (file, set) in [
-        (&files[0], "image.tag=1.41.0"),
-        (&files[1], "helm.image.tag=1.41.0"),
-        (&files[2], "replicaCount=2"),
-    ] {
+    for (file, set) in
+        [(&files[0], "image.tag=1.41.0"), (&files[1], "helm.image.tag=1.41.0"), (&files[2], "replicaCount=2")]
+    {
         let before = std::fs::read(file).unwrap();
         let modified = std::fs::metadata(file).unwrap().modified().unwrap();
         let (code, stdout, stderr) = run(&["edit", text(file), "--set", set]);
@@ -136,46 +108,28 @@ fn an_edit_to_the_value_already_there_keeps_every_byte() {
 #[test]
 fn several_files_get_headers_and_json_stays_json() {
     let (_dir, files) = copies(&["values.yaml", "values.json"]);
-    let (code, stdout, stderr) = run(&[
-        "edit",
-        text(&files[0]),
-        text(&files[1]),
-        "--set",
-        "image.tag=1.42.0",
-    ]);
+    let (code, stdout, stderr) = run(&["edit", text(&files[0]), text(&files[1]), "--set", "image.tag=1.42.0"]);
     assert_eq!(code, 0, "{stderr}");
     let (yaml, json) = stdout
         .strip_prefix(&format!("==> {} <==\n", files[0].display()))
         .and_then(|rest| rest.split_once(&format!("\n==> {} <==\n", files[1].display())))
         .unwrap_or_else(|| panic!("unexpected output:\n{stdout}"));
     assert!(yaml.contains("  tag: '1.42.0'  "));
-    assert_eq!(
-        changed(&fixture("values.json"), json),
-        [(4, "    \"tag\": \"1.42.0\",\n".to_owned())]
-    );
+    assert_eq!(changed(&fixture("values.json"), json), [(4, "    \"tag\": \"1.42.0\",\n".to_owned())]);
 }
 
 #[test]
 fn a_missing_path_names_the_path_and_the_file_and_writes_nothing() {
     let (_dir, files) = copies(&["values.yaml", "kustomization.yaml"]);
-    let (code, stdout, stderr) = run(&[
-        "edit",
-        "--in-place",
-        text(&files[0]),
-        text(&files[1]),
-        "--set",
-        "image.tag=1.42.0",
-    ]);
+    let (code, stdout, stderr) =
+        run(&["edit", "--in-place", text(&files[0]), text(&files[1]), "--set", "image.tag=1.42.0"]);
     assert_ne!(code, 0);
     assert_eq!(stdout, "");
     assert!(stderr.contains("image.tag"), "{stderr}");
     assert!(stderr.contains(text(&files[1])), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // The first file was editable, but nothing is written when any file fails.
-    assert_eq!(
-        std::fs::read_to_string(&files[0]).unwrap(),
-        fixture("values.yaml")
-    );
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), fixture("values.yaml"));
 
     let (code, _, stderr) = run(&["edit", text(&files[1]), "--image", "ghcr.io/acme/nope=1"]);
     assert_ne!(code, 0);

@@ -7,11 +7,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 fn scans(relative: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/scans")
-        .join(relative)
-        .display()
-        .to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scans").join(relative).display().to_string()
 }
 
 /// Runs `gantry` with `args` and `stdin`; returns (exit code, stdout, stderr).
@@ -24,12 +20,7 @@ fn gantry(args: &[&str], stdin: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run gantry");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     (
         output.status.code().unwrap_or(-1),
@@ -89,18 +80,13 @@ fn cvss_reads_standard_input_and_fails_at_the_end_for_invalid_vectors() {
 #[test]
 fn max_score_alone_is_a_complete_policy() {
     let report = scans("trivy/trivy-golden.pip.json");
-    let (code, out, err) = gantry(
-        &["gate", "--report", &report, "--max-score", "7", "--format", "json"],
-        "",
-    );
+    let (code, out, err) = gantry(&["gate", "--report", &report, "--max-score", "7", "--format", "json"], "");
     assert_eq!(code, 1, "{err}");
     let verdict = json(&out);
     assert_eq!(verdict["decision"], "deny");
     assert_eq!(
         verdict["reasons"],
-        serde_json::json!([
-            "CVE-2019-14806 in Werkzeug@0.11 scores 7.5 (high, redhat), at or above the limit 7.0"
-        ])
+        serde_json::json!(["CVE-2019-14806 in Werkzeug@0.11 scores 7.5 (high, redhat), at or above the limit 7.0"])
     );
     let findings = verdict["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 2);
@@ -112,10 +98,7 @@ fn max_score_alone_is_a_complete_policy() {
 
     let (code, out, err) = gantry(&["gate", "--report", &report, "--max-score", "7.6"], "");
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.lines().last().unwrap().starts_with("allow: 2 findings, 0 suppressed, 0 reasons"),
-        "{out}"
-    );
+    assert!(out.lines().last().unwrap().starts_with("allow: 2 findings, 0 suppressed, 0 reasons"), "{out}");
 }
 
 fn write_policy(dir: &Path, text: &str) -> PathBuf {
@@ -141,12 +124,8 @@ fn policy_environments_exceptions_and_vex_decide_together() {
     );
     let policy = policy.display().to_string();
     let report = scans("trivy/trivy-golden.gomod.json");
-    let run = |env: &str| {
-        gantry(
-            &["gate", "--report", &report, "--policy", &policy, "--env", env, "--format", "json"],
-            "",
-        )
-    };
+    let run =
+        |env: &str| gantry(&["gate", "--report", &report, "--policy", &policy, "--env", env, "--format", "json"], "");
     let (code, out, err) = run("dev");
     assert_eq!(code, 0, "{err}\n{out}");
     let verdict = json(&out);
@@ -154,12 +133,7 @@ fn policy_environments_exceptions_and_vex_decide_together() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_string(),
-                f["suppressed"]["kind"].clone(),
-            )
-        })
+        .map(|f| (f["id"].as_str().unwrap().to_string(), f["suppressed"]["kind"].clone()))
         .collect();
     assert!(causes.contains(&("GMS-2022-20".into(), "exception".into())), "{causes:?}");
     assert!(causes.contains(&("CVE-2022-23628".into(), "vex".into())), "{causes:?}");
@@ -168,24 +142,13 @@ fn policy_environments_exceptions_and_vex_decide_together() {
         verdict["notes"][0],
         "exception for CVE-2021-38561 (approved by sec@example.com) expired at 2001-01-01T00:00:00Z and no longer covers 1 finding"
     );
-    let vex_finding = verdict["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "CVE-2022-23628")
-        .unwrap();
-    assert_eq!(
-        vex_finding["suppressed"]["statement"]["justification"],
-        "vulnerable_code_not_in_execute_path"
-    );
+    let vex_finding = verdict["findings"].as_array().unwrap().iter().find(|f| f["id"] == "CVE-2022-23628").unwrap();
+    assert_eq!(vex_finding["suppressed"]["statement"]["justification"], "vulnerable_code_not_in_execute_path");
 
     // Staging also refuses unrated findings: the one whose exception expired now denies.
     let (code, out, _) = run("staging");
     assert_eq!(code, 1, "{out}");
-    assert_eq!(
-        json(&out)["reasons"],
-        serde_json::json!(["1 unknown finding, more than the 0 allowed in staging"])
-    );
+    assert_eq!(json(&out)["reasons"], serde_json::json!(["1 unknown finding, more than the 0 allowed in staging"]));
 }
 
 #[test]

@@ -61,20 +61,9 @@ fn repo_file(relative: &str) -> PathBuf {
 fn setup(scan_settings: &str, policy: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let env_repo = dir.path().join("staging.git");
-    let author = Signature {
-        name: "platform".into(),
-        email: "platform@example.com".into(),
-    };
-    init_bare_repo(
-        &env_repo,
-        "main",
-        &[(
-            "apps/hello-world/kustomization.yaml",
-            KUSTOMIZATION.as_bytes(),
-        )],
-        &author,
-    )
-    .unwrap();
+    let author = Signature { name: "platform".into(), email: "platform@example.com".into() };
+    init_bare_repo(&env_repo, "main", &[("apps/hello-world/kustomization.yaml", KUSTOMIZATION.as_bytes())], &author)
+        .unwrap();
     let layout = dir.path().join("registry");
     let config_dir = dir.path().join("config");
     std::fs::create_dir_all(config_dir.join("gates")).unwrap();
@@ -103,54 +92,25 @@ fn setup(scan_settings: &str, policy: &str) -> Setup {
     let body = std::fs::read(repo_file(PUSH)).unwrap();
     let payload: Value = serde_json::from_slice(&body).unwrap();
     let sha = payload["after"].as_str().unwrap().to_string();
-    Setup {
-        data_dir: dir.path().join("data"),
-        config_dir,
-        env_repo,
-        layout,
-        body,
-        sha,
-        _dir: dir,
-    }
+    Setup { data_dir: dir.path().join("data"), config_dir, env_repo, layout, body, sha, _dir: dir }
 }
 
 impl Setup {
     /// CI pushes the image of the pushed commit, then GitHub sends the push; returns the run
     /// as `GET /api/runs/{id}` shows it once it has finished.
     async fn promote(&self) -> (Gantry, Value) {
-        let registry = registry::open(
-            &format!("oci-layout:{}", self.layout.display()),
-            Path::new("."),
-            RegistryAuth::Anonymous,
-        )
-        .unwrap();
-        let image = sample_image(
-            "hello-world",
-            &[("org.opencontainers.image.revision", &self.sha)],
-        );
-        registry
-            .push_image(
-                "acme/hello-world",
-                &format!("sha-{}", &self.sha[..7]),
-                &image,
-            )
-            .await
-            .unwrap();
+        let registry =
+            registry::open(&format!("oci-layout:{}", self.layout.display()), Path::new("."), RegistryAuth::Anonymous)
+                .unwrap();
+        let image = sample_image("hello-world", &[("org.opencontainers.image.revision", &self.sha)]);
+        registry.push_image("acme/hello-world", &format!("sha-{}", &self.sha[..7]), &image).await.unwrap();
         std::fs::create_dir_all(&self.data_dir).unwrap();
-        let gantry = Gantry::start(
-            "serve",
-            &self.data_dir,
-            &self.config_dir,
-            &[("GANTRY_GITHUB_SECRET", SECRET)],
-        );
+        let gantry = Gantry::start("serve", &self.data_dir, &self.config_dir, &[("GANTRY_GITHUB_SECRET", SECRET)]);
         let status = reqwest::Client::new()
             .post(format!("{}/hooks/github", gantry.url))
             .header("x-github-event", "push")
             .header("x-github-delivery", "gate-delivery")
-            .header(
-                "x-hub-signature-256",
-                gantry_webhooks::github::sign(SECRET.as_bytes(), &self.body),
-            )
+            .header("x-hub-signature-256", gantry_webhooks::github::sign(SECRET.as_bytes(), &self.body))
             .header("content-type", "application/json")
             .body(self.body.clone())
             .send()
@@ -163,46 +123,25 @@ impl Setup {
     }
 
     fn promotion_branches(&self) -> Vec<String> {
-        git(
-            &self.env_repo,
-            &[
-                "for-each-ref",
-                "--format=%(refname:short)",
-                "refs/heads/gantry/",
-            ],
-        )
-        .lines()
-        .map(str::to_string)
-        .collect()
+        git(&self.env_repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/gantry/"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
 async fn finished_run(gantry: &Gantry) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let runs: Vec<Value> = reqwest::get(format!("{}/api/runs", gantry.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let runs: Vec<Value> = reqwest::get(format!("{}/api/runs", gantry.url)).await.unwrap().json().await.unwrap();
         if let Some(run) = runs.first() {
             let state = run["state"].as_str().unwrap_or_default();
             if ["succeeded", "failed", "cancelled"].contains(&state) {
                 let id = run["id"].as_str().unwrap();
-                return reqwest::get(format!("{}/api/runs/{id}", gantry.url))
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                return reqwest::get(format!("{}/api/runs/{id}", gantry.url)).await.unwrap().json().await.unwrap();
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no finished run within 60s:\n{}",
-            gantry.output()
-        );
+        assert!(Instant::now() < deadline, "no finished run within 60s:\n{}", gantry.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -237,27 +176,15 @@ async fn a_report_above_the_staging_threshold_stops_at_the_gate_with_its_reasons
     let gate = step(&run, "gate");
     assert_eq!(gate["state"], "failed", "{gate:#}");
     let reason = "CVE-2022-22965 in org.springframework:spring-beans@5.3.15 scores 9.8 (critical, nvd), at or above the limit 7.0 in staging";
-    assert_eq!(
-        gate["error"],
-        format!("gate denied the promotion into staging: {reason}")
-    );
+    assert_eq!(gate["error"], format!("gate denied the promotion into staging: {reason}"));
     assert_eq!(gate["outputs"]["decision"], "deny");
     let verdict = &gate["outputs"]["verdict"];
     assert_eq!(verdict["reasons"][0], reason);
     assert_eq!(verdict["environment"], "staging");
     assert_eq!(verdict["evidence"]["thresholds"]["max_score"], 7.0);
-    assert_eq!(
-        verdict["evidence"]["reports"][0]["sha256"],
-        scan["outputs"]["scan"]["sha256"]
-    );
-    assert_eq!(
-        verdict["evidence"]["artifact"]["digest"], run["digest"],
-        "the verdict names the digest it judged"
-    );
-    assert!(
-        run["error"].as_str().unwrap_or_default().contains(reason),
-        "{run:#}"
-    );
+    assert_eq!(verdict["evidence"]["reports"][0]["sha256"], scan["outputs"]["scan"]["sha256"]);
+    assert_eq!(verdict["evidence"]["artifact"]["digest"], run["digest"], "the verdict names the digest it judged");
+    assert!(run["error"].as_str().unwrap_or_default().contains(reason), "{run:#}");
     // Nothing after the gate ran: no tag, no branch.
     assert_ne!(step(&run, "retag")["state"], "succeeded");
     assert!(setup.promotion_branches().is_empty());
@@ -267,10 +194,8 @@ async fn a_report_above_the_staging_threshold_stops_at_the_gate_with_its_reasons
 async fn a_valid_exception_lets_the_promotion_proceed() {
     // The scanner here is a command whose standard output is the report.
     let report = repo_file(REPORT);
-    let setup = setup(
-        &format!("{{ command: \"cat {}\", timeout: 30s }}", report.display()),
-        &format!("{POLICY}{EXCEPTION}"),
-    );
+    let setup =
+        setup(&format!("{{ command: \"cat {}\", timeout: 30s }}", report.display()), &format!("{POLICY}{EXCEPTION}"));
     let (gantry, run) = setup.promote().await;
     assert_eq!(run["state"], "succeeded", "{run:#}\n{}", gantry.output());
     assert_eq!(step(&run, "scan")["outputs"]["scan"]["source"], "command");
@@ -280,18 +205,9 @@ async fn a_valid_exception_lets_the_promotion_proceed() {
     let finding = &verdict["findings"][0];
     assert_eq!(finding["id"], "CVE-2022-22965");
     assert_eq!(finding["suppressed"]["kind"], "exception");
-    assert_eq!(
-        finding["suppressed"]["exception"]["approver"],
-        "security@example.com"
-    );
-    assert_eq!(
-        verdict["evidence"]["exceptions_applied"][0]["findings"], 1,
-        "{verdict:#}"
-    );
+    assert_eq!(finding["suppressed"]["exception"]["approver"], "security@example.com");
+    assert_eq!(verdict["evidence"]["exceptions_applied"][0]["findings"], 1, "{verdict:#}");
     let digest = run["digest"].as_str().unwrap();
     let hex = digest.trim_start_matches("sha256:");
-    assert_eq!(
-        setup.promotion_branches(),
-        [format!("gantry/staging/hello-world/{}", &hex[..12])]
-    );
+    assert_eq!(setup.promotion_branches(), [format!("gantry/staging/hello-world/{}", &hex[..12])]);
 }

@@ -35,25 +35,15 @@ fn kustomization(app: &str, tag: &str) -> String {
 }
 
 fn run(command: &mut Command) -> String {
-    let output = command
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run a command");
-    assert!(
-        output.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        command.env("GIT_CONFIG_GLOBAL", "/dev/null").env("GIT_CONFIG_NOSYSTEM", "1").output().expect("run a command");
+    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn git(dir: &Path) -> Command {
     let mut command = Command::new("git");
-    command
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@example.com"]);
+    command.arg("-C").arg(dir).args(["-c", "user.name=bench", "-c", "user.email=bench@example.com"]);
     command
 }
 
@@ -97,12 +87,7 @@ fn make_repo(path: &Path, apps: usize, commits: usize, tag_of: impl Fn(usize, us
         .stdin(Stdio::piped())
         .spawn()
         .expect("start git fast-import");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stream.as_bytes())
-        .expect("feed git fast-import");
+    child.stdin.take().expect("stdin").write_all(stream.as_bytes()).expect("feed git fast-import");
     assert!(child.wait().expect("git fast-import").success());
     run(git(path).args(["gc", "-q"]));
 }
@@ -124,17 +109,11 @@ fn bench_update_and_push(dir: &Path, rounds: usize) -> (Duration, Duration) {
     println!(
         "env repo: {APPS} apps, {COMMITS} commits, built in {:.1}s ({})",
         started.elapsed().as_secs_f64(),
-        objects
-            .lines()
-            .find(|line| line.starts_with("size-pack"))
-            .unwrap_or("size-pack: ?")
+        objects.lines().find(|line| line.starts_with("size-pack")).unwrap_or("size-pack: ?")
     );
     let url = format!("file://{}", remote.display());
     let cache = dir.join("mirrors");
-    let author = Signature {
-        name: "gantry".into(),
-        email: "gantry@example.com".into(),
-    };
+    let author = Signature { name: "gantry".into(), email: "gantry@example.com".into() };
     // The mirror is warm, as it is in a running gantry: the first clone is not timed.
     let first_clone = Instant::now();
     EnvRepo::open(&cache, &url).expect("first clone");
@@ -151,15 +130,10 @@ fn bench_update_and_push(dir: &Path, rounds: usize) -> (Duration, Duration) {
         let started = Instant::now();
         let repo = EnvRepo::open(&cache, &url).expect("open the mirror");
         let base = repo.branch_head("main").expect("head").expect("main");
-        let text = String::from_utf8(repo.read_file(&base, &path).expect("read").expect("file"))
-            .expect("utf-8");
-        let edited = edit::set_kustomize_image(
-            &text,
-            &format!("ghcr.io/acme/{app}"),
-            Some(&format!("prod-2.0.{round}")),
-            None,
-        )
-        .expect("edit");
+        let text = String::from_utf8(repo.read_file(&base, &path).expect("read").expect("file")).expect("utf-8");
+        let edited =
+            edit::set_kustomize_image(&text, &format!("ghcr.io/acme/{app}"), Some(&format!("prod-2.0.{round}")), None)
+                .expect("edit");
         let commit = repo
             .commit_files(
                 &base,
@@ -216,11 +190,7 @@ fn bench_drift(dir: &Path, rounds: usize) -> (Duration, Duration) {
     }
     yaml.push_str("environments:\n");
     for (order, env) in ENVIRONMENTS.iter().enumerate() {
-        let after = if order == 0 {
-            String::new()
-        } else {
-            format!("    after: [{}]\n", ENVIRONMENTS[order - 1])
-        };
+        let after = if order == 0 { String::new() } else { format!("    after: [{}]\n", ENVIRONMENTS[order - 1]) };
         let _ = write!(
             yaml,
             "  - name: {env}\n    order: {}\n{after}    config_repo:\n      url: {}\n      path: apps/{{app}}/kustomization.yaml\n    tag_template: \"{{env}}-{{version}}\"\n",
@@ -283,10 +253,7 @@ fn bench_drift(dir: &Path, rounds: usize) -> (Duration, Duration) {
 }
 
 fn main() {
-    let rounds: usize = std::env::var("GANTRY_BENCH_ROUNDS")
-        .ok()
-        .and_then(|rounds| rounds.parse().ok())
-        .unwrap_or(20);
+    let rounds: usize = std::env::var("GANTRY_BENCH_ROUNDS").ok().and_then(|rounds| rounds.parse().ok()).unwrap_or(20);
     let dir = tempfile::tempdir().expect("temp dir");
     let root: PathBuf = dir.path().to_path_buf();
 

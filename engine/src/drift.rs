@@ -19,10 +19,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use gantry_workflows::Config;
 use gantry_workflows::config::EnvironmentSpec;
 use gantry_workflows::spans::YamlPath;
 use gantry_workflows::template::{self, Vars};
-use gantry_workflows::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities::resolve_repo_url;
@@ -113,20 +113,13 @@ pub struct DriftReport {
 impl DriftReport {
     /// How many (app, environment) pairs drifted from their last promotion.
     pub fn drifted(&self) -> usize {
-        self.promoted
-            .iter()
-            .filter(|drift| drift.state == PromotionState::Drifted)
-            .count()
+        self.promoted.iter().filter(|drift| drift.state == PromotionState::Drifted).count()
     }
 
     /// The report for people: drift first, then environment differences, then problems.
     pub fn to_text(&self) -> String {
         let mut text = String::new();
-        let awaiting = self
-            .promoted
-            .iter()
-            .filter(|drift| drift.state == PromotionState::AwaitingMerge)
-            .count();
+        let awaiting = self.promoted.iter().filter(|drift| drift.state == PromotionState::AwaitingMerge).count();
         text.push_str(&format!(
             "promoted vs actual: {} checked, {} drifted, {} awaiting merge\n",
             self.promoted.len(),
@@ -154,10 +147,7 @@ impl DriftReport {
                 }
             }
         }
-        text.push_str(&format!(
-            "\nenvironment vs environment: {} app(s) differ\n",
-            self.environments.len()
-        ));
+        text.push_str(&format!("\nenvironment vs environment: {} app(s) differ\n", self.environments.len()));
         for difference in &self.environments {
             text.push_str(&format!(
                 "\n{}: {} runs {}, {} runs {}\n",
@@ -175,11 +165,7 @@ impl DriftReport {
         for problem in &self.problems {
             text.push_str(&format!(
                 "\nproblem: {}{}: {}\n",
-                problem
-                    .app
-                    .as_deref()
-                    .map(|app| format!("{app} in "))
-                    .unwrap_or_default(),
+                problem.app.as_deref().map(|app| format!("{app} in ")).unwrap_or_default(),
                 problem.environment,
                 problem.message
             ));
@@ -233,9 +219,10 @@ impl Promotion {
     /// The promotion a succeeded run made, or `None` when the run did not change the config
     /// repo (no succeeded `update-config` step, or it found the tag already there).
     pub fn from_run(run: &Run, change_requests: &[ChangeRequest]) -> Option<Promotion> {
-        let edited = run.steps.iter().any(|step| {
-            step.kind == "update-config" && step.state == crate::model::StepState::Succeeded
-        });
+        let edited = run
+            .steps
+            .iter()
+            .any(|step| step.kind == "update-config" && step.state == crate::model::StepState::Succeeded);
         if !edited {
             return None;
         }
@@ -251,9 +238,7 @@ impl Promotion {
             image_name: target.image_name.clone(),
             tag: target.tag.clone(),
             digest: run.digest.clone(),
-            awaiting_merge: change_requests
-                .iter()
-                .any(|request| request.state == "open"),
+            awaiting_merge: change_requests.iter().any(|request| request.state == "open"),
         })
     }
 }
@@ -297,9 +282,7 @@ fn open_env_repo(cache_dir: &Path, url: &str, branch: &str) -> Result<Environmen
 /// Where an app is pinned in an environment's file.
 fn location(yaml_path: Option<&str>, image_name: &str) -> Result<PinLocation, String> {
     match yaml_path {
-        Some(path) => YamlPath::parse(path)
-            .map(PinLocation::Scalar)
-            .map_err(|error| error.to_string()),
+        Some(path) => YamlPath::parse(path).map(PinLocation::Scalar).map_err(|error| error.to_string()),
         None => Ok(PinLocation::KustomizeImage(image_name.to_owned())),
     }
 }
@@ -308,10 +291,7 @@ fn location(yaml_path: Option<&str>, image_name: &str) -> Result<PinLocation, St
 /// `prod-1.4.2` version `1.4.2`); the tag itself when the template cannot be undone.
 fn version_of(tag: &str, tag_template: &str, app: &str, environment: &str) -> String {
     const MARK: &str = "\u{1}version\u{1}";
-    let vars = Vars::new()
-        .set("app", Some(app))
-        .set("env", Some(environment))
-        .set("version", Some(MARK));
+    let vars = Vars::new().set("app", Some(app)).set("env", Some(environment)).set("version", Some(MARK));
     let Ok(rendered) = template::render(tag_template, &vars) else {
         return tag.to_owned();
     };
@@ -326,11 +306,7 @@ fn version_of(tag: &str, tag_template: &str, app: &str, environment: &str) -> St
 }
 
 fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
-    similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(old_name, new_name)
-        .to_string()
+    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(old_name, new_name).to_string()
 }
 
 /// Checks both kinds of drift. `promotions` are what gantry last promoted per (app,
@@ -340,17 +316,8 @@ fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String 
 ///
 /// An unreadable repo or file becomes a [`DriftProblem`] in the report, so that one broken
 /// environment does not hide the others' drift.
-pub fn check(
-    config: &Config,
-    promotions: &[Promotion],
-    data_dir: &Path,
-    cache_dir: &Path,
-) -> DriftReport {
-    let mut repos = Repos {
-        cache_dir,
-        data_dir,
-        opened: HashMap::new(),
-    };
+pub fn check(config: &Config, promotions: &[Promotion], data_dir: &Path, cache_dir: &Path) -> DriftReport {
+    let mut repos = Repos { cache_dir, data_dir, opened: HashMap::new() };
     let mut report = DriftReport::default();
     check_promotions(promotions, &mut repos, &mut report);
     check_environments(config, &mut repos, &mut report);
@@ -397,9 +364,7 @@ fn check_promotions(promotions: &[Promotion], repos: &mut Repos<'_>, report: &mu
         let actual = match edit::read_pin(format, &text, &pin) {
             Ok(actual) => actual,
             Err(error) => {
-                report
-                    .problems
-                    .push(problem(format!("read {}: {error}", promotion.path)));
+                report.problems.push(problem(format!("read {}: {error}", promotion.path)));
                 continue;
             }
         };
@@ -437,8 +402,7 @@ fn check_promotions(promotions: &[Promotion], repos: &mut Repos<'_>, report: &mu
 
 /// Pairs (from, to) of environments where `from` promotes into `to`.
 fn environment_pairs(config: &Config) -> Vec<(&EnvironmentSpec, &EnvironmentSpec)> {
-    let environments: Vec<&EnvironmentSpec> =
-        config.environments.iter().map(|(env, _)| env).collect();
+    let environments: Vec<&EnvironmentSpec> = config.environments.iter().map(|(env, _)| env).collect();
     let mut pairs = Vec::new();
     for (position, env) in environments.iter().enumerate() {
         if env.after.is_empty() {
@@ -479,15 +443,45 @@ fn check_environments(config: &Config, repos: &mut Repos<'_>, report: &mut Drift
             }
         }
     }
-    for env in involved {
-        read_environment(config, env, repos, &mut states, &mut report.problems);
+    // Fetch each repo once, then read and parse the environments in parallel: parsing
+    // thousands of files is the bulk of the work and the environments are independent.
+    let opened: Vec<(&EnvironmentSpec, OpenedRepo)> = involved
+        .into_iter()
+        .map(|env| {
+            let repo = repos
+                .get(&env.config_repo.url, &env.config_repo.branch)
+                .map(|opened| (opened.repo.clone(), opened.commit.clone()));
+            (env, repo)
+        })
+        .collect();
+    let results: Vec<(String, std::thread::Result<EnvironmentRead>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = opened
+            .into_iter()
+            .map(|(env, repo)| {
+                let name = env.name.clone();
+                (name, scope.spawn(move || read_environment(config, env, repo)))
+            })
+            .collect();
+        workers.into_iter().map(|(name, worker)| (name, worker.join())).collect()
+    });
+    for (environment, result) in results {
+        match result {
+            Ok(read) => {
+                states.extend(read.states);
+                report.problems.extend(read.problems);
+            }
+            Err(_) => report.problems.push(DriftProblem {
+                app: None,
+                environment,
+                message: "reading the environment's files panicked".to_owned(),
+            }),
+        }
     }
     for (from, to) in pairs {
         for (app, _) in &config.apps {
-            let (Some(upstream), Some(downstream)) = (
-                states.get(&(app.name.clone(), from.name.clone())),
-                states.get(&(app.name.clone(), to.name.clone())),
-            ) else {
+            let (Some(upstream), Some(downstream)) =
+                (states.get(&(app.name.clone(), from.name.clone())), states.get(&(app.name.clone(), to.name.clone())))
+            else {
                 continue;
             };
             let digests_differ = match (&upstream.pinned.digest, &downstream.pinned.digest) {
@@ -516,41 +510,44 @@ fn check_environments(config: &Config, repos: &mut Repos<'_>, report: &mut Drift
     }
 }
 
-fn read_environment(
-    config: &Config,
-    env: &EnvironmentSpec,
-    repos: &mut Repos<'_>,
-    states: &mut BTreeMap<(String, String), AppState>,
-    problems: &mut Vec<DriftProblem>,
-) {
+/// An environment's repo and the commit to read, or why it could not be opened.
+type OpenedRepo = Result<(EnvRepo, String), String>;
+
+/// What [`read_environment`] found in one environment.
+#[derive(Default)]
+struct EnvironmentRead {
+    states: Vec<((String, String), AppState)>,
+    problems: Vec<DriftProblem>,
+}
+
+fn read_environment(config: &Config, env: &EnvironmentSpec, repo: OpenedRepo) -> EnvironmentRead {
+    let mut read = EnvironmentRead::default();
     let problem = |app: Option<&str>, message: String| DriftProblem {
         app: app.map(str::to_owned),
         environment: env.name.clone(),
         message,
     };
-    let env_repo = match repos.get(&env.config_repo.url, &env.config_repo.branch) {
-        Ok(env_repo) => env_repo,
+    let (repo, commit) = match repo {
+        Ok(opened) => opened,
         Err(message) => {
-            problems.push(problem(None, message));
-            return;
+            read.problems.push(problem(None, message));
+            return read;
         }
     };
     let mut paths = Vec::with_capacity(config.apps.len());
     for (app, _) in &config.apps {
-        let vars = Vars::new()
-            .set("app", Some(&app.name))
-            .set("env", Some(&env.name));
+        let vars = Vars::new().set("app", Some(&app.name)).set("env", Some(&env.name));
         match template::render(&env.config_repo.path, &vars) {
             Ok(path) => paths.push((app, path)),
-            Err(error) => problems.push(problem(Some(&app.name), error.to_string())),
+            Err(error) => read.problems.push(problem(Some(&app.name), error.to_string())),
         }
     }
     let path_list: Vec<&str> = paths.iter().map(|(_, path)| path.as_str()).collect();
-    let contents = match env_repo.repo.read_files(&env_repo.commit, &path_list) {
+    let contents = match repo.read_files(&commit, &path_list) {
         Ok(contents) => contents,
         Err(error) => {
-            problems.push(problem(None, crate::steps::chain(&error)));
-            return;
+            read.problems.push(problem(None, crate::steps::chain(&error)));
+            return read;
         }
     };
     for ((app, path), content) in paths.into_iter().zip(contents) {
@@ -560,31 +557,21 @@ fn read_environment(
         let pin = match location(env.config_repo.yaml_path.as_deref(), app.image_name()) {
             Ok(pin) => pin,
             Err(message) => {
-                problems.push(problem(Some(&app.name), message));
+                read.problems.push(problem(Some(&app.name), message));
                 continue;
             }
         };
         let pinned = match edit::read_pin(Format::from_path(Path::new(&path)), &text, &pin) {
             Ok(pinned) => pinned,
             Err(error) => {
-                problems.push(problem(Some(&app.name), format!("read {path}: {error}")));
+                read.problems.push(problem(Some(&app.name), format!("read {path}: {error}")));
                 continue;
             }
         };
-        let version = pinned
-            .tag
-            .as_deref()
-            .map(|tag| version_of(tag, &env.tag_template, &app.name, &env.name));
-        states.insert(
-            (app.name.clone(), env.name.clone()),
-            AppState {
-                path,
-                text,
-                pinned,
-                version,
-            },
-        );
+        let version = pinned.tag.as_deref().map(|tag| version_of(tag, &env.tag_template, &app.name, &env.name));
+        read.states.push(((app.name.clone(), env.name.clone()), AppState { path, text, pinned, version }));
     }
+    read
 }
 
 #[cfg(test)]
@@ -594,26 +581,17 @@ mod tests {
     #[test]
     fn versions_come_out_of_tags() {
         assert_eq!(version_of("prod-1.4.2", "{env}-{version}", "web", "prod"), "1.4.2");
-        assert_eq!(
-            version_of("web-1.4.2-staging", "{app}-{version}-{env}", "web", "staging"),
-            "1.4.2"
-        );
+        assert_eq!(version_of("web-1.4.2-staging", "{app}-{version}-{env}", "web", "staging"), "1.4.2");
         assert_eq!(version_of("1.4.2", "{version}", "web", "prod"), "1.4.2");
         // A tag that does not follow the template is its own version.
         assert_eq!(version_of("hotfix", "{env}-{version}", "web", "prod"), "hotfix");
         // A template with placeholders drift cannot know keeps the whole tag.
-        assert_eq!(
-            version_of("prod-abc1234", "{env}-{sha7}", "web", "prod"),
-            "prod-abc1234"
-        );
+        assert_eq!(version_of("prod-abc1234", "{env}-{sha7}", "web", "prod"), "prod-abc1234");
     }
 
     #[test]
     fn diffs_are_unified_with_headers() {
         let diff = unified_diff("a: 1\nb: 2\n", "a: 1\nb: 3\n", "prod/x.yaml", "staging/x.yaml");
-        assert_eq!(
-            diff,
-            "--- prod/x.yaml\n+++ staging/x.yaml\n@@ -1,2 +1,2 @@\n a: 1\n-b: 2\n+b: 3\n"
-        );
+        assert_eq!(diff, "--- prod/x.yaml\n+++ staging/x.yaml\n@@ -1,2 +1,2 @@\n a: 1\n-b: 2\n+b: 3\n");
     }
 }

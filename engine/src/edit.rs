@@ -17,9 +17,7 @@ mod json;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use gantry_workflows::spans::{
-    NodeKind, ScalarStyle, Segment, Span, SpanError, SpanIndex, YamlPath,
-};
+use gantry_workflows::spans::{NodeKind, ScalarStyle, Segment, Span, SpanError, SpanIndex, YamlPath};
 
 /// One change to a YAML or JSON document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,9 +113,7 @@ pub enum EditError {
         found: &'static str,
     },
     /// The value is a `|` or `>` block scalar, which is never rewritten.
-    #[error(
-        "set `{path}`: the value at line {line} is a block scalar (`|` or `>`), which is not edited"
-    )]
+    #[error("set `{path}`: the value at line {line} is a block scalar (`|` or `>`), which is not edited")]
     BlockScalar {
         /// The path that was asked for.
         path: YamlPath,
@@ -139,9 +135,7 @@ pub enum EditError {
         anchored: Option<YamlPath>,
     },
     /// The key is not written in its mapping but may come from a `<<` merge.
-    #[error(
-        "set `{path}`: the key is not written there and may be merged in by the `<<` at line {line}"
-    )]
+    #[error("set `{path}`: the key is not written there and may be merged in by the `<<` at line {line}")]
     MergeKey {
         /// The path that was asked for.
         path: YamlPath,
@@ -199,15 +193,7 @@ pub enum EditError {
 impl From<SpanError> for EditError {
     fn from(error: SpanError) -> Self {
         match error {
-            SpanError::Syntax {
-                line,
-                column,
-                message,
-            } => Self::Syntax {
-                line,
-                column,
-                message,
-            },
+            SpanError::Syntax { line, column, message } => Self::Syntax { line, column, message },
             SpanError::DuplicateKey { path, line, .. } => Self::DuplicateKey { path, line },
         }
     }
@@ -251,14 +237,9 @@ pub fn apply_format(format: Format, text: &str, edits: &[Edit]) -> Result<String
         current = match (format, edit) {
             (Format::Yaml, Edit::SetScalar { path, value }) => set_scalar(&current, path, value)?,
             (Format::Yaml, Edit::SetValue { path, value }) => set_value(&current, path, value)?,
-            (
-                Format::Yaml,
-                Edit::KustomizeImage {
-                    name,
-                    new_tag,
-                    digest,
-                },
-            ) => set_kustomize_image(&current, name, new_tag.as_deref(), digest.as_deref())?,
+            (Format::Yaml, Edit::KustomizeImage { name, new_tag, digest }) => {
+                set_kustomize_image(&current, name, new_tag.as_deref(), digest.as_deref())?
+            }
             (Format::Yaml, Edit::HelmImage { path, tag, digest }) => {
                 set_helm_image(&current, path, tag.as_deref(), digest.as_deref())?
             }
@@ -281,15 +262,10 @@ impl PinLocation {
     /// The edit that pins `tag` at this location.
     pub fn set_tag(&self, tag: &str) -> Edit {
         match self {
-            PinLocation::Scalar(path) => Edit::SetScalar {
-                path: path.clone(),
-                value: tag.to_owned(),
-            },
-            PinLocation::KustomizeImage(name) => Edit::KustomizeImage {
-                name: name.clone(),
-                new_tag: Some(tag.to_owned()),
-                digest: None,
-            },
+            PinLocation::Scalar(path) => Edit::SetScalar { path: path.clone(), value: tag.to_owned() },
+            PinLocation::KustomizeImage(name) => {
+                Edit::KustomizeImage { name: name.clone(), new_tag: Some(tag.to_owned()), digest: None }
+            }
         }
     }
 }
@@ -312,9 +288,7 @@ pub struct Pinned {
 pub fn read_pin(format: Format, text: &str, location: &PinLocation) -> Result<Pinned, EditError> {
     // For `image.tag`, the digest is the sibling `image.digest`.
     let digest_sibling = |path: &YamlPath| match path.0.split_last() {
-        Some((Segment::Key(key), parent)) if key == "tag" => {
-            Some(YamlPath(parent.to_vec()).with_key("digest"))
-        }
+        Some((Segment::Key(key), parent)) if key == "tag" => Some(YamlPath(parent.to_vec()).with_key("digest")),
         _ => None,
     };
     match format {
@@ -325,17 +299,13 @@ pub fn read_pin(format: Format, text: &str, location: &PinLocation) -> Result<Pi
                     locate_scalar(&index, path)?;
                     Ok(Pinned {
                         tag: index.scalar(path).map(str::to_owned),
-                        digest: digest_sibling(path)
-                            .and_then(|sibling| index.scalar(&sibling).map(str::to_owned)),
+                        digest: digest_sibling(path).and_then(|sibling| index.scalar(&sibling).map(str::to_owned)),
                     })
                 }
                 PinLocation::KustomizeImage(name) => {
                     let entry = find_image(&index, name)?;
                     let field = |key: &str| index.scalar(&entry.clone().with_key(key)).map(str::to_owned);
-                    Ok(Pinned {
-                        tag: field("newTag"),
-                        digest: field("digest"),
-                    })
+                    Ok(Pinned { tag: field("newTag"), digest: field("digest") })
                 }
             }
         }
@@ -350,10 +320,7 @@ pub fn read_pin(format: Format, text: &str, location: &PinLocation) -> Result<Pi
             match location {
                 PinLocation::Scalar(path) => {
                     let tag = scalar(path).ok_or_else(|| EditError::PathNotFound { path: path.clone() })?;
-                    Ok(Pinned {
-                        tag: Some(tag),
-                        digest: digest_sibling(path).and_then(|sibling| scalar(&sibling)),
-                    })
+                    Ok(Pinned { tag: Some(tag), digest: digest_sibling(path).and_then(|sibling| scalar(&sibling)) })
                 }
                 PinLocation::KustomizeImage(name) => {
                     let entry = json_find_image(&index, name)?;
@@ -411,26 +378,16 @@ pub fn set_helm_image(
     digest: Option<&str>,
 ) -> Result<String, EditError> {
     if tag.is_none() && digest.is_none() {
-        return Err(EditError::NothingToSet {
-            name: path.to_string(),
-        });
+        return Err(EditError::NothingToSet { name: path.to_string() });
     }
     let entry_of = |index: &SpanIndex| match index.kind(path) {
         Some(NodeKind::Mapping) => Ok(path.clone()),
-        Some(_) => Err(EditError::NotAMapping {
-            path: path.clone(),
-            line: index.value(path).map_or(0, |span| span.line),
-        }),
+        Some(_) => {
+            Err(EditError::NotAMapping { path: path.clone(), line: index.value(path).map_or(0, |span| span.line) })
+        }
         None => Err(missing(index, path)),
     };
-    set_fields(
-        text,
-        entry_of,
-        &[
-            ("tag", tag, &["repository"]),
-            ("digest", digest, &["tag", "repository"]),
-        ],
-    )
+    set_fields(text, entry_of, &[("tag", tag, &["repository"]), ("digest", digest, &["tag", "repository"])])
 }
 
 /// In a kustomization's `images:` list, the entry whose `name` equals `name`: set `newTag`
@@ -451,17 +408,12 @@ pub fn set_kustomize_image(
     digest: Option<&str>,
 ) -> Result<String, EditError> {
     if new_tag.is_none() && digest.is_none() {
-        return Err(EditError::NothingToSet {
-            name: name.to_owned(),
-        });
+        return Err(EditError::NothingToSet { name: name.to_owned() });
     }
     set_fields(
         text,
         |index| find_image(index, name),
-        &[
-            ("newTag", new_tag, &["name"]),
-            ("digest", digest, &["newTag", "name"]),
-        ],
+        &[("newTag", new_tag, &["name"]), ("digest", digest, &["newTag", "name"])],
     )
 }
 
@@ -484,10 +436,8 @@ fn set_fields(
         current = if index.kind(&field_path).is_some() {
             set_scalar_in(&current, &index, &field_path, value, false)?
         } else {
-            let Some(anchor) = after
-                .iter()
-                .map(|key| entry.clone().with_key(*key))
-                .find(|path| index.kind(path).is_some())
+            let Some(anchor) =
+                after.iter().map(|key| entry.clone().with_key(*key)).find(|path| index.kind(path).is_some())
             else {
                 return Err(EditError::CannotInsert {
                     path: field_path,
@@ -521,17 +471,10 @@ fn set_scalar_in(
         && current.is_some_and(resolves_to_non_string)
         && resolves_to_non_string(value)
         && plain_is_syntactically_safe(value, in_flow);
-    let mut rendered = if typed {
-        value.to_owned()
-    } else {
-        render(value, span.style, in_flow)
-    };
+    let mut rendered = if typed { value.to_owned() } else { render(value, span.style, in_flow) };
     // An empty value (`key:`) has no token; keep a blank between the indicator and the value.
-    let after_indicator = span.start > 0
-        && !matches!(
-            text.as_bytes().get(span.start - 1),
-            Some(b' ' | b'\t' | b'\n' | b'\r')
-        );
+    let after_indicator =
+        span.start > 0 && !matches!(text.as_bytes().get(span.start - 1), Some(b' ' | b'\t' | b'\n' | b'\r'));
     if span.start == span.end && after_indicator {
         rendered.insert(0, ' ');
     }
@@ -551,21 +494,14 @@ fn locate_scalar<'i>(index: &'i SpanIndex, path: &YamlPath) -> Result<&'i Span, 
             line: span.line,
             anchored: index.alias_target(path).cloned(),
         }),
-        Some(NodeKind::Mapping) => Err(EditError::NotAScalar {
-            path: path.clone(),
-            line: span.line,
-            found: "mapping",
-        }),
-        Some(NodeKind::Sequence) => Err(EditError::NotAScalar {
-            path: path.clone(),
-            line: span.line,
-            found: "sequence",
-        }),
+        Some(NodeKind::Mapping) => Err(EditError::NotAScalar { path: path.clone(), line: span.line, found: "mapping" }),
+        Some(NodeKind::Sequence) => {
+            Err(EditError::NotAScalar { path: path.clone(), line: span.line, found: "sequence" })
+        }
         Some(NodeKind::Scalar) | None => match span.style {
-            ScalarStyle::Literal | ScalarStyle::Folded => Err(EditError::BlockScalar {
-                path: path.clone(),
-                line: span.line,
-            }),
+            ScalarStyle::Literal | ScalarStyle::Folded => {
+                Err(EditError::BlockScalar { path: path.clone(), line: span.line })
+            }
             _ => Ok(span),
         },
     }
@@ -591,10 +527,7 @@ fn missing(index: &SpanIndex, path: &YamlPath) -> EditError {
             && matches!(path.0.get(depth), Some(Segment::Key(_)))
             && let Some(merge_key) = index.key(&merge)
         {
-            return EditError::MergeKey {
-                path: path.clone(),
-                line: merge_key.line,
-            };
+            return EditError::MergeKey { path: path.clone(), line: merge_key.line };
         }
         break;
     }
@@ -604,32 +537,23 @@ fn missing(index: &SpanIndex, path: &YamlPath) -> EditError {
 /// Path of the `images:` entry named `name`.
 fn find_image(index: &SpanIndex, name: &str) -> Result<YamlPath, EditError> {
     let images = YamlPath::root().with_key("images");
-    let not_found = || EditError::ImageNotFound {
-        name: name.to_owned(),
-    };
+    let not_found = || EditError::ImageNotFound { name: name.to_owned() };
     let Some(len) = index.sequence_len(&images) else {
         return match index.value(&images) {
-            Some(span) => Err(EditError::NotASequence {
-                path: images,
-                line: span.line,
-            }),
+            Some(span) => Err(EditError::NotASequence { path: images, line: span.line }),
             None => Err(not_found()),
         };
     };
     let mut matches: Vec<YamlPath> = (0..len)
         .map(|i| images.clone().with_index(i))
         .filter(|entry| {
-            index.kind(entry) == Some(NodeKind::Mapping)
-                && index.scalar(&entry.clone().with_key("name")) == Some(name)
+            index.kind(entry) == Some(NodeKind::Mapping) && index.scalar(&entry.clone().with_key("name")) == Some(name)
         })
         .collect();
     match matches.len() {
         0 => Err(not_found()),
         1 => Ok(matches.remove(0)),
-        count => Err(EditError::AmbiguousImage {
-            name: name.to_owned(),
-            count,
-        }),
+        count => Err(EditError::AmbiguousImage { name: name.to_owned(), count }),
     }
 }
 
@@ -646,22 +570,14 @@ fn insert_field(
     let (Some(entry_span), Some(anchor_key), Some(anchor_value)) =
         (index.value(entry), index.key(anchor), index.value(anchor))
     else {
-        return Err(EditError::PathNotFound {
-            path: anchor.clone(),
-        });
+        return Err(EditError::PathNotFound { path: anchor.clone() });
     };
-    let cannot = |reason| EditError::CannotInsert {
-        path: field_path.clone(),
-        line: entry_span.line,
-        reason,
-    };
+    let cannot = |reason| EditError::CannotInsert { path: field_path.clone(), line: entry_span.line, reason };
     let edited = if index.is_flow(entry) == Some(true) {
         // Only a braced mapping can take another entry; `[name: x]` is a one-pair mapping
         // that a `,` would turn into a second sequence item.
         if !text[entry_span.range()].starts_with('{') {
-            return Err(cannot(
-                "the entry is a single-pair flow mapping without braces",
-            ));
+            return Err(cannot("the entry is a single-pair flow mapping without braces"));
         }
         let rendered = render(value, ScalarStyle::Plain, true);
         let insertion = format!(", {field}: {rendered}");
@@ -677,11 +593,7 @@ fn insert_field(
         match text[anchor_value.end..].find('\n') {
             Some(offset) => {
                 let at = anchor_value.end + offset + 1;
-                let eol = if text[..at].ends_with("\r\n") {
-                    "\r\n"
-                } else {
-                    "\n"
-                };
+                let eol = if text[..at].ends_with("\r\n") { "\r\n" } else { "\n" };
                 splice(text, at, at, &format!("{indent}{field}: {rendered}{eol}"))
             }
             None => {
@@ -705,10 +617,7 @@ fn splice(text: &str, start: usize, end: usize, replacement: &str) -> String {
 
 /// Parses the edited text and checks that `path` now holds `value`.
 fn read_back(edited: &str, path: &YamlPath, value: &str) -> Result<(), EditError> {
-    let fail = |reason: String| EditError::ReadBack {
-        path: path.clone(),
-        reason,
-    };
+    let fail = |reason: String| EditError::ReadBack { path: path.clone(), reason };
     let index = SpanIndex::parse(edited).map_err(|error| fail(error.to_string()))?;
     match index.scalar(path) {
         Some(found) if found == value => Ok(()),
@@ -744,13 +653,8 @@ fn plain_is_syntactically_safe(value: &str, in_flow: bool) -> bool {
     if ends_in_blank || "-?:,[]{}#&*!|>'\"%@` \t".contains(first) {
         return false;
     }
-    let awkward_char = |c: char| {
-        !is_printable(c)
-            || matches!(
-                c,
-                '\t' | '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
-            )
-    };
+    let awkward_char =
+        |c: char| !is_printable(c) || matches!(c, '\t' | '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}');
     if value.chars().any(awkward_char) {
         return false;
     }
@@ -766,9 +670,8 @@ fn plain_is_syntactically_safe(value: &str, in_flow: bool) -> bool {
 /// Whether a plain scalar would be read as null, a boolean, a number or a timestamp.
 fn resolves_to_non_string(value: &str) -> bool {
     const WORDS: &[&str] = &[
-        "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "y", "Y",
-        "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
-        "<<", "=",
+        "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "y", "Y", "yes", "Yes", "YES",
+        "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "<<", "=",
     ];
     if WORDS.contains(&value) {
         return true;
@@ -783,8 +686,7 @@ fn resolves_to_non_string(value: &str) -> bool {
 /// `0x1F`, `0o17`, `0b101`, `0755`, `1_000` (sign already removed).
 fn is_integer(s: &str) -> bool {
     let digits_of = |rest: &str, radix: u32| {
-        rest.chars().any(|c| c.is_digit(radix))
-            && rest.chars().all(|c| c == '_' || c.is_digit(radix))
+        rest.chars().any(|c| c.is_digit(radix)) && rest.chars().all(|c| c == '_' || c.is_digit(radix))
     };
     if let Some(rest) = s.strip_prefix("0x") {
         return digits_of(rest, 16);
@@ -809,9 +711,7 @@ fn is_float(s: &str) -> bool {
         None => (mantissa, None),
     };
     let digits = |part: &str| part.chars().all(|c| c.is_ascii_digit() || c == '_');
-    let mantissa_ok = digits(whole)
-        && fraction.is_none_or(digits)
-        && mantissa.chars().any(|c| c.is_ascii_digit());
+    let mantissa_ok = digits(whole) && fraction.is_none_or(digits) && mantissa.chars().any(|c| c.is_ascii_digit());
     let exponent_ok = exponent.is_none_or(|exponent| {
         let unsigned = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
         !unsigned.is_empty() && unsigned.chars().all(|c| c.is_ascii_digit())
@@ -823,8 +723,7 @@ fn is_float(s: &str) -> bool {
 fn is_sexagesimal(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_digit())
         && s.contains(':')
-        && s.chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '_' | ':' | '.'))
+        && s.chars().all(|c| c.is_ascii_digit() || matches!(c, '_' | ':' | '.'))
 }
 
 /// Starts like a YAML 1.1 timestamp: `2024-01-15`, `2024-1-5T10:00:00Z`.
@@ -851,13 +750,9 @@ fn is_printable(c: char) -> bool {
 
 /// Single quotes cannot escape anything but `'`, and fold line breaks.
 fn single_quotes_can_hold(value: &str) -> bool {
-    value.chars().all(|c| {
-        is_printable(c)
-            && !matches!(
-                c,
-                '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
-            )
-    })
+    value
+        .chars()
+        .all(|c| is_printable(c) && !matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{feff}'))
 }
 
 fn double_quoted(value: &str) -> String {
@@ -883,11 +778,7 @@ fn double_quoted(value: &str) -> String {
             c if !is_printable(c) => {
                 let code = u32::from(c);
                 // Writing to a `String` cannot fail.
-                let _ = if code <= 0xff {
-                    write!(out, "\\x{code:02X}")
-                } else {
-                    write!(out, "\\u{code:04X}")
-                };
+                let _ = if code <= 0xff { write!(out, "\\x{code:02X}") } else { write!(out, "\\u{code:04X}") };
             }
             c => out.push(c),
         }
@@ -901,44 +792,29 @@ fn json_apply(text: &str, edit: &Edit) -> Result<String, EditError> {
     match edit {
         Edit::SetScalar { path, value } => json_set(text, path, value, false),
         Edit::SetValue { path, value } => json_set(text, path, value, true),
-        Edit::KustomizeImage {
-            name,
-            new_tag,
-            digest,
-        } => {
+        Edit::KustomizeImage { name, new_tag, digest } => {
             if new_tag.is_none() && digest.is_none() {
                 return Err(EditError::NothingToSet { name: name.clone() });
             }
             json_set_fields(
                 text,
                 |index| json_find_image(index, name),
-                &[
-                    ("newTag", new_tag.as_deref(), &["name"]),
-                    ("digest", digest.as_deref(), &["newTag", "name"]),
-                ],
+                &[("newTag", new_tag.as_deref(), &["name"]), ("digest", digest.as_deref(), &["newTag", "name"])],
             )
         }
         Edit::HelmImage { path, tag, digest } => {
             if tag.is_none() && digest.is_none() {
-                return Err(EditError::NothingToSet {
-                    name: path.to_string(),
-                });
+                return Err(EditError::NothingToSet { name: path.to_string() });
             }
             let entry_of = |index: &json::JsonIndex| match index.get(path) {
                 Some(node) if node.kind == json::JsonKind::Object => Ok(path.clone()),
-                Some(node) => Err(EditError::NotAMapping {
-                    path: path.clone(),
-                    line: node.line,
-                }),
+                Some(node) => Err(EditError::NotAMapping { path: path.clone(), line: node.line }),
                 None => Err(EditError::PathNotFound { path: path.clone() }),
             };
             json_set_fields(
                 text,
                 entry_of,
-                &[
-                    ("tag", tag.as_deref(), &["repository"]),
-                    ("digest", digest.as_deref(), &["tag", "repository"]),
-                ],
+                &[("tag", tag.as_deref(), &["repository"]), ("digest", digest.as_deref(), &["tag", "repository"])],
             )
         }
     }
@@ -957,12 +833,7 @@ fn json_index(text: &str) -> Result<json::JsonIndex, EditError> {
 
 /// Sets the JSON scalar at `path`. Strings stay strings; with `keep_type`, a number, boolean
 /// or null is replaced by `value` written bare when `value` is a literal of the same kind.
-fn json_set(
-    text: &str,
-    path: &YamlPath,
-    value: &str,
-    keep_type: bool,
-) -> Result<String, EditError> {
+fn json_set(text: &str, path: &YamlPath, value: &str, keep_type: bool) -> Result<String, EditError> {
     let index = json_index(text)?;
     let Some(node) = index.get(path) else {
         return Err(EditError::PathNotFound { path: path.clone() });
@@ -973,11 +844,7 @@ fn json_set(
         _ => None,
     };
     if let Some(found) = found {
-        return Err(EditError::NotAScalar {
-            path: path.clone(),
-            line: node.line,
-            found,
-        });
+        return Err(EditError::NotAScalar { path: path.clone(), line: node.line, found });
     }
     let bare = match node.kind {
         json::JsonKind::Number => json::is_number(value),
@@ -985,26 +852,19 @@ fn json_set(
         json::JsonKind::Null => value == "null",
         _ => false,
     };
-    let unchanged = node.scalar.as_deref() == Some(value)
-        && (node.kind == json::JsonKind::String || (keep_type && bare));
+    let unchanged =
+        node.scalar.as_deref() == Some(value) && (node.kind == json::JsonKind::String || (keep_type && bare));
     if unchanged {
         return Ok(text.to_owned());
     }
-    let rendered = if keep_type && bare {
-        value.to_owned()
-    } else {
-        json::quoted(value)
-    };
+    let rendered = if keep_type && bare { value.to_owned() } else { json::quoted(value) };
     let edited = splice(text, node.start, node.end, &rendered);
     json_read_back(&edited, path, value)?;
     Ok(edited)
 }
 
 fn json_read_back(edited: &str, path: &YamlPath, value: &str) -> Result<(), EditError> {
-    let fail = |reason: String| EditError::ReadBack {
-        path: path.clone(),
-        reason,
-    };
+    let fail = |reason: String| EditError::ReadBack { path: path.clone(), reason };
     let index = json_index(edited).map_err(|error| fail(error.to_string()))?;
     match index.get(path).and_then(|node| node.scalar.as_deref()) {
         Some(found) if found == value => Ok(()),
@@ -1016,34 +876,24 @@ fn json_read_back(edited: &str, path: &YamlPath, value: &str) -> Result<(), Edit
 /// Path of the `images` entry named `name` in a JSON kustomization.
 fn json_find_image(index: &json::JsonIndex, name: &str) -> Result<YamlPath, EditError> {
     let images = YamlPath::root().with_key("images");
-    let not_found = || EditError::ImageNotFound {
-        name: name.to_owned(),
-    };
+    let not_found = || EditError::ImageNotFound { name: name.to_owned() };
     let Some(list) = index.get(&images) else {
         return Err(not_found());
     };
     if list.kind != json::JsonKind::Array {
-        return Err(EditError::NotASequence {
-            path: images,
-            line: list.line,
-        });
+        return Err(EditError::NotASequence { path: images, line: list.line });
     }
     let mut matches: Vec<YamlPath> = (0..list.len)
         .map(|i| images.clone().with_index(i))
         .filter(|entry| {
             let entry_name = index.get(&entry.clone().with_key("name"));
-            entry_name.is_some_and(|node| {
-                node.kind == json::JsonKind::String && node.scalar.as_deref() == Some(name)
-            })
+            entry_name.is_some_and(|node| node.kind == json::JsonKind::String && node.scalar.as_deref() == Some(name))
         })
         .collect();
     match matches.len() {
         0 => Err(not_found()),
         1 => Ok(matches.remove(0)),
-        count => Err(EditError::AmbiguousImage {
-            name: name.to_owned(),
-            count,
-        }),
+        count => Err(EditError::AmbiguousImage { name: name.to_owned(), count }),
     }
 }
 
@@ -1066,14 +916,13 @@ fn json_set_fields(
             continue;
         }
         let entry_line = index.get(&entry).map_or(0, |node| node.line);
-        let anchor = after
-            .iter()
-            .filter_map(|key| index.get(&entry.clone().with_key(*key)))
-            .next()
-            .ok_or_else(|| EditError::CannotInsert {
-                path: field_path.clone(),
-                line: entry_line,
-                reason: "the object has none of the members it would go after",
+        let anchor =
+            after.iter().filter_map(|key| index.get(&entry.clone().with_key(*key))).next().ok_or_else(|| {
+                EditError::CannotInsert {
+                    path: field_path.clone(),
+                    line: entry_line,
+                    reason: "the object has none of the members it would go after",
+                }
             })?;
         let Some(entry_node) = index.get(&entry) else {
             return Err(EditError::PathNotFound { path: entry });
@@ -1084,11 +933,7 @@ fn json_set_fields(
         let line_start = current[..key_start].rfind('\n').map_or(0, |i| i + 1);
         let indent = &current[line_start..key_start];
         let insertion = if multi_line && indent.chars().all(|c| c == ' ' || c == '\t') {
-            let eol = if current[..line_start].ends_with("\r\n") {
-                "\r\n"
-            } else {
-                "\n"
-            };
+            let eol = if current[..line_start].ends_with("\r\n") { "\r\n" } else { "\n" };
             format!(",{eol}{indent}{member}")
         } else {
             format!(", {member}")
@@ -1105,8 +950,7 @@ mod tests {
 
     const API: &str = "ghcr.io/acme/checkout-api";
     const WORKER: &str = "ghcr.io/acme/checkout-worker";
-    const NEW_DIGEST: &str =
-        "sha256:6f11ad3c9450922f7ebcdf5a010fd54f42c9bff1dc1be8b9cfb0b7e0f25f560a";
+    const NEW_DIGEST: &str = "sha256:6f11ad3c9450922f7ebcdf5a010fd54f42c9bff1dc1be8b9cfb0b7e0f25f560a";
     const FIXTURES: &[&str] = &[
         "kustomization.yaml",
         "kustomization-odd-indent.yaml",
@@ -1118,10 +962,7 @@ mod tests {
     ];
 
     fn fixture(name: &str) -> String {
-        let file = format!(
-            "{}/../tests/fixtures/edit/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let file = format!("{}/../tests/fixtures/edit/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&file).unwrap_or_else(|error| panic!("read {file}: {error}"))
     }
 
@@ -1139,10 +980,7 @@ mod tests {
     fn assert_changed_lines<'a>(before: &str, after: &'a str, expected: &[usize]) -> Vec<&'a str> {
         let (old, new) = (lines(before), lines(after));
         assert_eq!(old.len(), new.len(), "line count changed:\n{after}");
-        let changed: Vec<usize> = (0..old.len())
-            .filter(|&i| old[i] != new[i])
-            .map(|i| i + 1)
-            .collect();
+        let changed: Vec<usize> = (0..old.len()).filter(|&i| old[i] != new[i]).map(|i| i + 1).collect();
         assert_eq!(changed, expected, "changed lines of:\n{after}");
         expected.iter().map(|line| new[line - 1]).collect()
     }
@@ -1152,16 +990,8 @@ mod tests {
     fn assert_inserted_line<'a>(before: &str, after: &'a str, at: usize) -> &'a str {
         let (old, new) = (lines(before), lines(after));
         assert_eq!(old.len() + 1, new.len(), "expected one more line:\n{after}");
-        assert_eq!(
-            old[..at - 1],
-            new[..at - 1],
-            "lines before {at} changed:\n{after}"
-        );
-        assert_eq!(
-            old[at - 1..],
-            new[at..],
-            "lines after {at} changed:\n{after}"
-        );
+        assert_eq!(old[..at - 1], new[..at - 1], "lines before {at} changed:\n{after}");
+        assert_eq!(old[at - 1..], new[at..], "lines after {at} changed:\n{after}");
         new[at - 1]
     }
 
@@ -1190,15 +1020,9 @@ mod tests {
     fn kustomization_plain_tag_stays_plain_unless_it_would_read_as_a_number() {
         let text = fixture("kustomization.yaml");
         let edited = set_kustomize_image(&text, WORKER, Some("v1.42.0"), None).unwrap();
-        assert_eq!(
-            assert_changed_lines(&text, &edited, &[25]),
-            ["    newTag: v1.42.0\n"]
-        );
+        assert_eq!(assert_changed_lines(&text, &edited, &[25]), ["    newTag: v1.42.0\n"]);
         let edited = set_kustomize_image(&text, WORKER, Some("1.50"), None).unwrap();
-        assert_eq!(
-            assert_changed_lines(&text, &edited, &[25]),
-            ["    newTag: \"1.50\"\n"]
-        );
+        assert_eq!(assert_changed_lines(&text, &edited, &[25]), ["    newTag: \"1.50\"\n"]);
     }
 
     #[test]
@@ -1216,17 +1040,11 @@ mod tests {
         let text = fixture("kustomization.yaml");
         let envoy = "docker.io/envoyproxy/envoy";
         let edited = set_kustomize_image(&text, envoy, Some("v1.31.2"), None).unwrap();
-        assert_eq!(
-            assert_inserted_line(&text, &edited, 31),
-            "    newTag: v1.31.2\n"
-        );
+        assert_eq!(assert_inserted_line(&text, &edited, 31), "    newTag: v1.31.2\n");
         insta::assert_snapshot!("kustomization_inserted_tag", edited);
 
         let both = set_kustomize_image(&text, envoy, Some("v1.31.2"), Some(NEW_DIGEST)).unwrap();
-        assert_eq!(
-            assert_inserted_line(&edited, &both, 32),
-            format!("    digest: {NEW_DIGEST}\n")
-        );
+        assert_eq!(assert_inserted_line(&edited, &both, 32), format!("    digest: {NEW_DIGEST}\n"));
     }
 
     #[test]
@@ -1234,29 +1052,18 @@ mod tests {
         let text = fixture("kustomization.yaml");
         assert_eq!(
             set_kustomize_image(&text, "ghcr.io/acme/unknown", Some("1"), None),
-            Err(EditError::ImageNotFound {
-                name: "ghcr.io/acme/unknown".into()
-            })
+            Err(EditError::ImageNotFound { name: "ghcr.io/acme/unknown".into() })
         );
-        assert_eq!(
-            set_kustomize_image(&text, API, None, None),
-            Err(EditError::NothingToSet { name: API.into() })
-        );
+        assert_eq!(set_kustomize_image(&text, API, None, None), Err(EditError::NothingToSet { name: API.into() }));
         let twice = "images:\n- name: app\n  newTag: a\n- {name: app}\n";
         assert_eq!(
             set_kustomize_image(twice, "app", Some("b"), None),
-            Err(EditError::AmbiguousImage {
-                name: "app".into(),
-                count: 2
-            })
+            Err(EditError::AmbiguousImage { name: "app".into(), count: 2 })
         );
         let not_a_list = "images:\n  name: app\n";
         assert_eq!(
             set_kustomize_image(not_a_list, "app", Some("b"), None),
-            Err(EditError::NotASequence {
-                path: path("images"),
-                line: 2
-            })
+            Err(EditError::NotASequence { path: path("images"), line: 2 })
         );
         assert_eq!(
             set_kustomize_image("resources: []\n", "app", Some("b"), None),
@@ -1273,15 +1080,10 @@ mod tests {
     fn kustomization_with_odd_indentation() {
         let text = fixture("kustomization-odd-indent.yaml");
         let edited = set_kustomize_image(&text, WORKER, Some("v1.42.0"), None).unwrap();
-        assert_eq!(
-            assert_inserted_line(&text, &edited, 7),
-            "     newTag: v1.42.0\n"
-        );
+        assert_eq!(assert_inserted_line(&text, &edited, 7), "     newTag: v1.42.0\n");
         let cron = "ghcr.io/acme/checkout-cron";
         let edited = set_kustomize_image(&edited, cron, Some("2024-06-01"), None).unwrap();
-        assert!(
-            edited.ends_with("-   name: ghcr.io/acme/checkout-cron\n    newTag: \"2024-06-01\"\n")
-        );
+        assert!(edited.ends_with("-   name: ghcr.io/acme/checkout-cron\n    newTag: \"2024-06-01\"\n"));
         let edited = set_kustomize_image(&edited, API, Some("1.42.0"), None).unwrap();
         insta::assert_snapshot!("kustomization_odd_indent", edited);
     }
@@ -1290,10 +1092,7 @@ mod tests {
     fn insertion_at_the_end_of_a_file_without_final_newline() {
         let text = "images:\n  - name: app\n    newName: other";
         let edited = set_kustomize_image(text, "app", Some("v2"), None).unwrap();
-        assert_eq!(
-            edited,
-            "images:\n  - name: app\n    newTag: v2\n    newName: other"
-        );
+        assert_eq!(edited, "images:\n  - name: app\n    newTag: v2\n    newName: other");
         let text = "images:\r\n  - name: app";
         let edited = set_kustomize_image(text, "app", Some("v2"), None).unwrap();
         assert_eq!(edited, "images:\r\n  - name: app\r\n    newTag: v2");
@@ -1327,15 +1126,9 @@ mod tests {
     fn values_empty_value_gets_filled() {
         let text = fixture("values.yaml");
         let edited = set_scalar(&text, &path("extraEnv[1].value"), "1.42.0").unwrap();
-        assert_eq!(
-            assert_changed_lines(&text, &edited, &[58]),
-            ["    value: 1.42.0\n"]
-        );
+        assert_eq!(assert_changed_lines(&text, &edited, &[58]), ["    value: 1.42.0\n"]);
         let edited = set_scalar(&text, &path("extraEnv[1].value"), "true").unwrap();
-        assert_eq!(
-            assert_changed_lines(&text, &edited, &[58]),
-            ["    value: \"true\"\n"]
-        );
+        assert_eq!(assert_changed_lines(&text, &edited, &[58]), ["    value: \"true\"\n"]);
     }
 
     #[test]
@@ -1344,10 +1137,7 @@ mod tests {
         let value = "-Xmx1g -Dlabel=\"a\\b\"\t";
         let edited = set_scalar(&text, &path("extraEnv[0].value"), value).unwrap();
         let changed = assert_changed_lines(&text, &edited, &[56]);
-        assert_eq!(
-            changed,
-            ["    value: \"-Xmx1g -Dlabel=\\\"a\\\\b\\\"\\t\"\n"]
-        );
+        assert_eq!(changed, ["    value: \"-Xmx1g -Dlabel=\\\"a\\\\b\\\"\\t\"\n"]);
     }
 
     #[test]
@@ -1388,39 +1178,23 @@ mod tests {
         );
         assert_eq!(
             set_scalar(&text, &path("canary.nodeSelector"), "x"),
-            Err(EditError::MergeKey {
-                path: path("canary.nodeSelector"),
-                line: 33,
-            })
+            Err(EditError::MergeKey { path: path("canary.nodeSelector"), line: 33 })
         );
         assert!(matches!(
             set_scalar(&text, &path("resources"), "x"),
-            Err(EditError::NotAScalar {
-                line: 38,
-                found: "mapping",
-                ..
-            })
+            Err(EditError::NotAScalar { line: 38, found: "mapping", .. })
         ));
         assert!(matches!(
             set_scalar(&text, &path("extraEnv"), "x"),
-            Err(EditError::NotAScalar {
-                line: 55,
-                found: "sequence",
-                ..
-            })
+            Err(EditError::NotAScalar { line: 55, found: "sequence", .. })
         ));
         assert_eq!(
             set_scalar(&text, &path("nginxConfig"), "x"),
-            Err(EditError::BlockScalar {
-                path: path("nginxConfig"),
-                line: 48
-            })
+            Err(EditError::BlockScalar { path: path("nginxConfig"), line: 48 })
         );
         assert_eq!(
             set_scalar(&text, &path("image.digest"), "x"),
-            Err(EditError::PathNotFound {
-                path: path("image.digest")
-            })
+            Err(EditError::PathNotFound { path: path("image.digest") })
         );
     }
 
@@ -1430,22 +1204,14 @@ mod tests {
         let image = path("spec.template.spec.containers[0].image");
         let edited = set_scalar(&text, &image, "ghcr.io/acme/checkout-api:1.42.0").unwrap();
         let changed = assert_changed_lines(&text, &edited, &[13]);
-        assert_eq!(
-            changed,
-            [
-                "           image:    ghcr.io/acme/checkout-api:1.42.0     # rewritten on promotion\n"
-            ]
-        );
+        assert_eq!(changed, ["           image:    ghcr.io/acme/checkout-api:1.42.0     # rewritten on promotion\n"]);
         let port = path("spec.template.spec.containers[0].args[1]");
         let edited = set_scalar(&edited, &port, "9090").unwrap();
         let proxy = path("spec.template.spec.containers[1].image");
         let edited = set_scalar(&edited, &proxy, "docker.io/istio/proxyv2:1.23.0").unwrap();
         let changed = assert_changed_lines(&text, &edited, &[13, 14, 16]);
         assert_eq!(changed[1], "           args: [ \"--port\" ,   \"9090\" ]\n");
-        assert_eq!(
-            changed[2],
-            "             image: \"docker.io/istio/proxyv2:1.23.0\"\n"
-        );
+        assert_eq!(changed[2], "             image: \"docker.io/istio/proxyv2:1.23.0\"\n");
         insta::assert_snapshot!("odd_indent", edited);
     }
 
@@ -1476,26 +1242,12 @@ mod tests {
     #[test]
     fn crlf_line_endings_are_kept() {
         let text = fixture("crlf.yaml");
-        let tag = Edit::KustomizeImage {
-            name: API.into(),
-            new_tag: Some("1.42.0".into()),
-            digest: None,
-        };
+        let tag = Edit::KustomizeImage { name: API.into(), new_tag: Some("1.42.0".into()), digest: None };
         let tagged = apply(&text, std::slice::from_ref(&tag)).unwrap();
-        assert_eq!(
-            assert_changed_lines(&text, &tagged, &[6]),
-            ["    newTag: 1.42.0 # pinned\r\n"]
-        );
-        let digest = Edit::KustomizeImage {
-            name: WORKER.into(),
-            new_tag: None,
-            digest: Some(NEW_DIGEST.into()),
-        };
+        assert_eq!(assert_changed_lines(&text, &tagged, &[6]), ["    newTag: 1.42.0 # pinned\r\n"]);
+        let digest = Edit::KustomizeImage { name: WORKER.into(), new_tag: None, digest: Some(NEW_DIGEST.into()) };
         let edited = apply(&text, &[tag, digest]).unwrap();
-        assert_eq!(
-            assert_inserted_line(&tagged, &edited, 8),
-            format!("    digest: {NEW_DIGEST}\r\n")
-        );
+        assert_eq!(assert_inserted_line(&tagged, &edited, 8), format!("    digest: {NEW_DIGEST}\r\n"));
         let edited = set_scalar(&edited, &path("image.tag"), "1.42.0").unwrap();
         assert_eq!(edited.matches("\r\n").count(), edited.matches('\n').count());
         assert_eq!(edited.matches('\n').count(), text.matches('\n').count() + 1);
@@ -1509,10 +1261,7 @@ mod tests {
     fn only_the_first_document_is_edited() {
         let text = fixture("multi-document.yaml");
         let edited = set_scalar(&text, &path("image.tag"), "1.42.0").unwrap();
-        assert_eq!(
-            assert_changed_lines(&text, &edited, &[5]),
-            ["  tag: 1.42.0\n"]
-        );
+        assert_eq!(assert_changed_lines(&text, &edited, &[5]), ["  tag: 1.42.0\n"]);
         insta::assert_snapshot!("multi_document", edited);
     }
 
@@ -1525,10 +1274,7 @@ mod tests {
             assert!(!scalars.is_empty(), "{name}");
             for (path, value) in scalars {
                 let same = set_scalar(&text, &path, &value).unwrap();
-                assert!(
-                    same == text,
-                    "{name}: setting {path} to its value changed the text"
-                );
+                assert!(same == text, "{name}: setting {path} to its value changed the text");
             }
         }
         let text = fixture("kustomization.yaml");
@@ -1573,30 +1319,20 @@ mod tests {
         let text = fixture("values.yaml");
         let image = path("image");
         let edited = set_helm_image(&text, &image, None, Some(NEW_DIGEST)).unwrap();
-        assert_eq!(
-            assert_inserted_line(&text, &edited, 11),
-            format!("  digest: {NEW_DIGEST}\n")
-        );
+        assert_eq!(assert_inserted_line(&text, &edited, 11), format!("  digest: {NEW_DIGEST}\n"));
         insta::assert_snapshot!("values_helm_digest", edited);
 
         // Tag and digest in one edit: the tag line changes and the digest line is added.
         let both = apply(
             &text,
-            &[Edit::HelmImage {
-                path: image.clone(),
-                tag: Some("1.42.0".into()),
-                digest: Some(NEW_DIGEST.into()),
-            }],
+            &[Edit::HelmImage { path: image.clone(), tag: Some("1.42.0".into()), digest: Some(NEW_DIGEST.into()) }],
         )
         .unwrap();
         let again = set_helm_image(&both, &image, Some("1.42.0"), Some(NEW_DIGEST)).unwrap();
         assert!(again == both, "a second identical edit changes nothing");
         assert_eq!(
             lines(&both)[9..11],
-            [
-                "  tag: '1.42.0'          # set on promotion\n",
-                &format!("  digest: {NEW_DIGEST}\n")
-            ]
+            ["  tag: '1.42.0'          # set on promotion\n", &format!("  digest: {NEW_DIGEST}\n")]
         );
 
         assert!(matches!(
@@ -1609,24 +1345,16 @@ mod tests {
         ));
         assert_eq!(
             set_helm_image(&text, &path("nothing"), Some("1"), None),
-            Err(EditError::PathNotFound {
-                path: path("nothing")
-            })
+            Err(EditError::PathNotFound { path: path("nothing") })
         );
-        assert!(matches!(
-            set_helm_image(&text, &image, None, None),
-            Err(EditError::NothingToSet { .. })
-        ));
+        assert!(matches!(set_helm_image(&text, &image, None, None), Err(EditError::NothingToSet { .. })));
     }
 
     #[test]
     fn set_value_keeps_numbers_and_booleans_bare() {
         let text = fixture("values.yaml");
         let edited = set_value(&text, &path("worker.replicaCount"), "3").unwrap();
-        assert_eq!(
-            assert_changed_lines(&text, &edited, &[17]),
-            ["  replicaCount: 3\n"]
-        );
+        assert_eq!(assert_changed_lines(&text, &edited, &[17]), ["  replicaCount: 3\n"]);
         // A string that happens to be typed as a number stays a string.
         let edited = set_value(&text, &path("image.tag"), "1.50").unwrap();
         assert!(edited.contains("  tag: '1.50'  "));
@@ -1642,22 +1370,10 @@ mod tests {
     fn json_values_keep_their_layout() {
         let text = fixture("values.json");
         let edits = [
-            Edit::SetScalar {
-                path: path("image.tag"),
-                value: "1.42.0".into(),
-            },
-            Edit::SetValue {
-                path: path("replicaCount"),
-                value: "3".into(),
-            },
-            Edit::SetValue {
-                path: path("autoscaling.enabled"),
-                value: "true".into(),
-            },
-            Edit::SetScalar {
-                path: path("extraArgs[1]"),
-                value: "9090".into(),
-            },
+            Edit::SetScalar { path: path("image.tag"), value: "1.42.0".into() },
+            Edit::SetValue { path: path("replicaCount"), value: "3".into() },
+            Edit::SetValue { path: path("autoscaling.enabled"), value: "true".into() },
+            Edit::SetScalar { path: path("extraArgs[1]"), value: "9090".into() },
         ];
         let edited = apply_format(Format::Json, &text, &edits).unwrap();
         let changed = assert_changed_lines(&text, &edited, &[4, 7, 8, 13]);
@@ -1672,18 +1388,11 @@ mod tests {
         );
         insta::assert_snapshot!("values_json", edited);
 
-        let digest = Edit::HelmImage {
-            path: path("image"),
-            tag: None,
-            digest: Some(NEW_DIGEST.into()),
-        };
+        let digest = Edit::HelmImage { path: path("image"), tag: None, digest: Some(NEW_DIGEST.into()) };
         let pinned = apply_format(Format::Json, &text, std::slice::from_ref(&digest)).unwrap();
         assert_eq!(
             lines(&pinned)[3..5],
-            [
-                "    \"tag\": \"1.41.0\",\n",
-                &format!("    \"digest\": \"{NEW_DIGEST}\",\n")
-            ]
+            ["    \"tag\": \"1.41.0\",\n", &format!("    \"digest\": \"{NEW_DIGEST}\",\n")]
         );
         serde_json::from_str::<serde_json::Value>(&pinned).unwrap();
 
@@ -1695,23 +1404,14 @@ mod tests {
         let same = apply_format(Format::Json, &text, &[]).unwrap();
         assert!(same == text);
         // A typed value that does not fit the member's type makes it a string.
-        let edited = apply_format(
-            Format::Json,
-            &text,
-            &[Edit::SetValue {
-                path: path("replicaCount"),
-                value: "two".into(),
-            }],
-        )
-        .unwrap();
+        let edited =
+            apply_format(Format::Json, &text, &[Edit::SetValue { path: path("replicaCount"), value: "two".into() }])
+                .unwrap();
         assert!(edited.contains("\"replicaCount\": \"two\","));
     }
 
     fn set_json(text: &str, dotted: &str, value: &str) -> Result<String, EditError> {
-        let edit = Edit::SetScalar {
-            path: path(dotted),
-            value: value.into(),
-        };
+        let edit = Edit::SetScalar { path: path(dotted), value: value.into() };
         apply_format(Format::Json, text, &[edit])
     }
 
@@ -1719,16 +1419,8 @@ mod tests {
     fn json_kustomization_on_one_line() {
         let text = fixture("kustomization.json");
         let edits = [
-            Edit::KustomizeImage {
-                name: API.into(),
-                new_tag: Some("1.42.0".into()),
-                digest: Some(NEW_DIGEST.into()),
-            },
-            Edit::KustomizeImage {
-                name: WORKER.into(),
-                new_tag: Some("v1.42.0".into()),
-                digest: None,
-            },
+            Edit::KustomizeImage { name: API.into(), new_tag: Some("1.42.0".into()), digest: Some(NEW_DIGEST.into()) },
+            Edit::KustomizeImage { name: WORKER.into(), new_tag: Some("v1.42.0".into()), digest: None },
         ];
         let edited = apply_format(Format::Json, &text, &edits).unwrap();
         assert_eq!(
@@ -1747,41 +1439,18 @@ mod tests {
                     digest: None
                 }]
             ),
-            Err(EditError::ImageNotFound {
-                name: "ghcr.io/acme/unknown".into()
-            })
+            Err(EditError::ImageNotFound { name: "ghcr.io/acme/unknown".into() })
         );
     }
 
     #[test]
     fn json_errors_name_the_problem() {
         let text = fixture("values.json");
-        assert_eq!(
-            set_json(&text, "image.digest", "x"),
-            Err(EditError::PathNotFound {
-                path: path("image.digest")
-            })
-        );
-        assert!(matches!(
-            set_json(&text, "image", "x"),
-            Err(EditError::NotAScalar {
-                line: 2,
-                found: "mapping",
-                ..
-            })
-        ));
-        assert!(matches!(
-            set_json(&text, "extraArgs", "x"),
-            Err(EditError::NotAScalar {
-                found: "sequence",
-                ..
-            })
-        ));
+        assert_eq!(set_json(&text, "image.digest", "x"), Err(EditError::PathNotFound { path: path("image.digest") }));
+        assert!(matches!(set_json(&text, "image", "x"), Err(EditError::NotAScalar { line: 2, found: "mapping", .. })));
+        assert!(matches!(set_json(&text, "extraArgs", "x"), Err(EditError::NotAScalar { found: "sequence", .. })));
         let error = set_json("{\"a\": [1,}", "a", "x").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "parse json at line 1, column 10: expected a value"
-        );
+        assert_eq!(error.to_string(), "parse json at line 1, column 10: expected a value");
         let error = set_json("{\"a\": 1, \"a\": 2}", "a", "x").unwrap_err();
         assert!(error.to_string().contains("member `a` appears twice"), "{error}");
     }
@@ -1800,12 +1469,8 @@ mod tests {
         let values = fixture("values.yaml");
         let pinned = read_pin(Format::Yaml, &values, &PinLocation::Scalar(path("image.tag"))).unwrap();
         assert_eq!(pinned, Pinned { tag: Some("1.41.0".into()), digest: None });
-        let pinned_json = read_pin(
-            Format::Json,
-            &fixture("values.json"),
-            &PinLocation::Scalar(path("image.tag")),
-        )
-        .unwrap();
+        let pinned_json =
+            read_pin(Format::Json, &fixture("values.json"), &PinLocation::Scalar(path("image.tag"))).unwrap();
         assert_eq!(pinned_json.tag.as_deref(), Some("1.41.0"));
         let with_digest = set_helm_image(&values, &path("image"), None, Some(NEW_DIGEST)).unwrap();
         let pinned = read_pin(Format::Yaml, &with_digest, &PinLocation::Scalar(path("image.tag"))).unwrap();
@@ -1814,13 +1479,11 @@ mod tests {
             read_pin(Format::Yaml, &values, &PinLocation::Scalar(path("image.nope"))),
             Err(EditError::PathNotFound { path: path("image.nope") })
         );
-        assert!(read_pin(
-            Format::Json,
-            &fixture("kustomization.json"),
-            &PinLocation::KustomizeImage(WORKER.into())
-        )
-        .unwrap()
-            == Pinned::default());
+        assert!(
+            read_pin(Format::Json, &fixture("kustomization.json"), &PinLocation::KustomizeImage(WORKER.into()))
+                .unwrap()
+                == Pinned::default()
+        );
     }
 
     #[test]
@@ -1834,22 +1497,14 @@ mod tests {
     #[test]
     fn syntax_and_duplicate_key_errors() {
         let error = set_scalar("a: [1, 2\nb: 3\n", &path("a"), "x").unwrap_err();
-        let EditError::Syntax {
-            line,
-            column,
-            message,
-        } = &error
-        else {
+        let EditError::Syntax { line, column, message } = &error else {
             panic!("unexpected {error:?}");
         };
         assert_eq!((*line, *column), (2, 2));
         assert!(!message.is_empty());
         assert_eq!(
             set_scalar("a: 1\na: 2\n", &path("a"), "x"),
-            Err(EditError::DuplicateKey {
-                path: path("a"),
-                line: 2
-            })
+            Err(EditError::DuplicateKey { path: path("a"), line: 2 })
         );
     }
 
@@ -1933,20 +1588,11 @@ mod tests {
             "\u{feff}x",
             "a\u{1}b",
         ] {
-            assert!(
-                !plain_is_safe(unsafe_value, false),
-                "{unsafe_value:?} must be quoted"
-            );
+            assert!(!plain_is_safe(unsafe_value, false), "{unsafe_value:?} must be quoted");
         }
         for flow_unsafe in ["a,b", "a[b", "a]", "a{b", "a}"] {
-            assert!(
-                plain_is_safe(flow_unsafe, false),
-                "{flow_unsafe:?} is fine in block"
-            );
-            assert!(
-                !plain_is_safe(flow_unsafe, true),
-                "{flow_unsafe:?} must be quoted in flow"
-            );
+            assert!(plain_is_safe(flow_unsafe, false), "{flow_unsafe:?} is fine in block");
+            assert!(!plain_is_safe(flow_unsafe, true), "{flow_unsafe:?} must be quoted in flow");
         }
     }
 
@@ -1960,9 +1606,6 @@ mod tests {
         let text = "k: \"old\"\n";
         let value = "a\"b\\c\n\t\r\0\u{1}\u{7f}\u{85}\u{2028}\u{feff}\u{fffe}é✓";
         let edited = set_scalar(text, &path("k"), value).unwrap();
-        assert_eq!(
-            SpanIndex::parse(&edited).unwrap().scalar(&path("k")),
-            Some(value)
-        );
+        assert_eq!(SpanIndex::parse(&edited).unwrap().scalar(&path("k")), Some(value));
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gantry_engine::StepRegistry;
-use gantry_engine::drift::{self, PromotionState, Promotion};
+use gantry_engine::drift::{self, Promotion, PromotionState};
 use gantry_engine::git::{Signature, init_bare_repo};
 use gantry_workflows::Config;
 
@@ -23,9 +23,7 @@ fn kustomization(app: &str, tag: &str) -> String {
 }
 
 fn values(app: &str, tag: &str) -> String {
-    format!(
-        "# Helm values of {app}\nimage:\n  repository: ghcr.io/acme/{app}\n  tag: \"{tag}\"\nreplicaCount: 2\n"
-    )
+    format!("# Helm values of {app}\nimage:\n  repository: ghcr.io/acme/{app}\n  tag: \"{tag}\"\nreplicaCount: 2\n")
 }
 
 /// Runs git in `dir`, isolated from the machine's configuration.
@@ -39,11 +37,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -57,42 +51,27 @@ impl World {
     /// kustomizations, uat and prod Helm values (as the reference config does).
     fn new(apps: &[&str], versions: &[(&str, &str)]) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let author = Signature {
-            name: "gantry".into(),
-            email: "gantry@example.com".into(),
-        };
+        let author = Signature { name: "gantry".into(), email: "gantry@example.com".into() };
         for env in ENVIRONMENTS {
-            let version = versions
-                .iter()
-                .find(|(name, _)| *name == env)
-                .map(|(_, version)| *version)
-                .unwrap();
+            let version = versions.iter().find(|(name, _)| *name == env).map(|(_, version)| *version).unwrap();
             let files: Vec<(String, Vec<u8>)> = apps
                 .iter()
                 .map(|app| {
                     let tag = format!("{env}-{version}");
                     if matches!(env, "dev" | "staging") {
-                        (
-                            format!("apps/{app}/kustomization.yaml"),
-                            kustomization(app, &tag).into_bytes(),
-                        )
+                        (format!("apps/{app}/kustomization.yaml"), kustomization(app, &tag).into_bytes())
                     } else {
                         (format!("apps/{app}/values.yaml"), values(app, &tag).into_bytes())
                     }
                 })
                 .collect();
-            let files: Vec<(&str, &[u8])> = files
-                .iter()
-                .map(|(path, content)| (path.as_str(), content.as_slice()))
-                .collect();
-            init_bare_repo(&dir.path().join(format!("repos/{env}.git")), "main", &files, &author)
-                .unwrap();
+            let files: Vec<(&str, &[u8])> =
+                files.iter().map(|(path, content)| (path.as_str(), content.as_slice())).collect();
+            init_bare_repo(&dir.path().join(format!("repos/{env}.git")), "main", &files, &author).unwrap();
         }
         let config_dir = dir.path().join("config");
         std::fs::create_dir_all(&config_dir).unwrap();
-        let mut yaml = String::from(
-            "registries:\n  - name: local\n    url: oci-layout:registry\napps:\n",
-        );
+        let mut yaml = String::from("registries:\n  - name: local\n    url: oci-layout:registry\napps:\n");
         for app in apps {
             yaml.push_str(&format!(
                 "  - name: {app}\n    source_repo: acme/{app}\n    registry: local\n    repository: ghcr.io/acme/{app}\n"
@@ -145,11 +124,7 @@ impl World {
             environment: env.into(),
             repo_url: format!("repos/{env}.git"),
             branch: "main".into(),
-            path: if helm {
-                format!("apps/{app}/values.yaml")
-            } else {
-                format!("apps/{app}/kustomization.yaml")
-            },
+            path: if helm { format!("apps/{app}/values.yaml") } else { format!("apps/{app}/kustomization.yaml") },
             yaml_path: helm.then(|| "image.tag".to_owned()),
             image_name: format!("ghcr.io/acme/{app}"),
             tag: tag.into(),
@@ -201,11 +176,7 @@ fn a_manual_commit_to_prod_is_drift_with_its_diff() {
     );
     let report = drift::check(&world.config, &promotions, world.data_dir(), &world.cache_dir());
     assert_eq!(report.drifted(), 1, "{report:#?}");
-    let drifted = report
-        .promoted
-        .iter()
-        .find(|drift| drift.state == PromotionState::Drifted)
-        .unwrap();
+    let drifted = report.promoted.iter().find(|drift| drift.state == PromotionState::Drifted).unwrap();
     assert_eq!((drifted.app.as_str(), drifted.environment.as_str()), ("web", "prod"));
     assert_eq!(drifted.actual.tag.as_deref(), Some("hotfix-1.4.3"));
     assert_eq!(drifted.promoted_tag, "prod-1.4.2");
@@ -218,10 +189,7 @@ fn a_manual_commit_to_prod_is_drift_with_its_diff() {
         )
     );
     // The commit read is the one the person pushed.
-    assert_eq!(
-        drifted.commit,
-        git(&world.repo("prod"), &["rev-parse", "main"]).trim()
-    );
+    assert_eq!(drifted.commit, git(&world.repo("prod"), &["rev-parse", "main"]).trim());
     let text = report.to_text();
     assert!(text.contains("DRIFT web in prod: gantry promoted prod-1.4.2"), "{text}");
     assert!(text.contains("+  tag: \"hotfix-1.4.3\""), "{text}");
@@ -259,7 +227,8 @@ fn env_vs_env_lists_the_apps_whose_versions_differ() {
     );
     let report = drift::check(&world.config, &[], world.data_dir(), &world.cache_dir());
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let listed: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = report
+    type Listed<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+    let listed: Vec<Listed<'_>> = report
         .environments
         .iter()
         .map(|difference| {
@@ -295,27 +264,43 @@ fn env_vs_env_lists_the_apps_whose_versions_differ() {
 }
 
 #[test]
+fn an_app_not_deployed_to_an_environment_is_skipped() {
+    let versions = [("dev", "2.0.0"), ("staging", "1.0.0"), ("uat", "1.0.0"), ("prod", "1.0.0")];
+    let world = World::new(&["web", "api"], &versions);
+    // api was never deployed to staging: its directory does not exist there.
+    let work = world.data_dir().join("work-staging");
+    let output = Command::new("git")
+        .args(["clone", "-q"])
+        .arg(world.repo("staging"))
+        .arg(&work)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    git(&work, &["rm", "-q", "-r", "apps/api"]);
+    git(&work, &["commit", "-q", "-m", "api is not in staging"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let report = drift::check(&world.config, &[], world.data_dir(), &world.cache_dir());
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let pairs: Vec<(&str, &str, &str)> = report
+        .environments
+        .iter()
+        .map(|difference| (difference.app.as_str(), difference.from.as_str(), difference.to.as_str()))
+        .collect();
+    assert_eq!(pairs, [("web", "dev", "staging")]);
+}
+
+#[test]
 fn broken_environments_are_problems_not_failures() {
     let versions = [("dev", "1.0.0"), ("staging", "1.0.0"), ("uat", "1.0.0"), ("prod", "1.0.0")];
     let world = World::new(&["web"], &versions);
     std::fs::remove_dir_all(world.repo("uat")).unwrap();
     let mut missing_file = world.promotion("web", "prod", "prod-1.0.0", false);
     missing_file.path = "apps/nope/values.yaml".into();
-    let report = drift::check(
-        &world.config,
-        &[missing_file],
-        world.data_dir(),
-        &world.cache_dir(),
-    );
-    let messages: Vec<String> = report
-        .problems
-        .iter()
-        .map(|problem| format!("{}: {}", problem.environment, problem.message))
-        .collect();
-    assert!(
-        messages.iter().any(|m| m.starts_with("prod: apps/nope/values.yaml no longer exists")),
-        "{messages:?}"
-    );
+    let report = drift::check(&world.config, &[missing_file], world.data_dir(), &world.cache_dir());
+    let messages: Vec<String> =
+        report.problems.iter().map(|problem| format!("{}: {}", problem.environment, problem.message)).collect();
+    assert!(messages.iter().any(|m| m.starts_with("prod: apps/nope/values.yaml no longer exists")), "{messages:?}");
     assert!(messages.iter().any(|m| m.starts_with("uat: ")), "{messages:?}");
     // dev and staging can still be compared.
     assert!(report.environments.is_empty());

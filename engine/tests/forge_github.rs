@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use gantry_engine::forge::{
-    ChangeRequestDraft, ChangeRequestState, CommitState, CommitStatus, Forge, ForgeError,
-    GitHubAuth, GitHubForge, MergeMethod, ReviewOptions,
+    ChangeRequestDraft, ChangeRequestState, CommitState, CommitStatus, Forge, ForgeError, GitHubAuth, GitHubForge,
+    MergeMethod, ReviewOptions,
 };
 use gantry_engine::model::ChangeRequest;
 use serde_json::{Value, json};
@@ -21,10 +21,7 @@ const TOKEN: &str = "ghp_gantrytest0000000000000000000000000";
 /// `pull_request` of an octokit example payload: PR #2 of Codertocat/Hello-World, head
 /// `changes`, base `master`.
 fn pull(example: &str) -> Value {
-    let file = format!(
-        "{}/../tests/fixtures/github/octokit-examples/{example}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let file = format!("{}/../tests/fixtures/github/octokit-examples/{example}.json", env!("CARGO_MANIFEST_DIR"));
     let payload: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     payload["pull_request"].clone()
 }
@@ -99,9 +96,7 @@ async fn opens_a_pull_request_with_labels_reviewers_and_draft() {
         .await;
     Mock::given(method("POST"))
         .and(path("/repos/Codertocat/Hello-World/pulls/2/requested_reviewers"))
-        .and(body_partial_json(
-            json!({"reviewers": ["octocat"], "team_reviewers": ["platform"]}),
-        ))
+        .and(body_partial_json(json!({"reviewers": ["octocat"], "team_reviewers": ["platform"]})))
         .respond_with(ResponseTemplate::new(201).set_body_json(pull("pull_request.opened.0")))
         .expect(1)
         .mount(&server)
@@ -127,9 +122,7 @@ async fn opens_a_pull_request_with_labels_reviewers_and_draft() {
 #[tokio::test]
 async fn an_open_pull_request_for_the_branch_is_reused() {
     let server = MockServer::start().await;
-    find_pulls(json!([pull("pull_request.opened.0")]))
-        .mount(&server)
-        .await;
+    find_pulls(json!([pull("pull_request.opened.0")])).mount(&server).await;
     Mock::given(method("POST"))
         .and(path(PULLS))
         .respond_with(ResponseTemplate::new(201))
@@ -146,13 +139,8 @@ async fn a_422_already_exists_race_finds_the_other_pull_request() {
     let server = MockServer::start().await;
     // The lookup finds nothing; meanwhile another writer opens the PR, so the create is
     // refused; the second lookup finds theirs.
-    find_pulls(json!([]))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    find_pulls(json!([pull("pull_request.opened.0")]))
-        .mount(&server)
-        .await;
+    find_pulls(json!([])).up_to_n_times(1).mount(&server).await;
+    find_pulls(json!([pull("pull_request.opened.0")])).mount(&server).await;
     Mock::given(method("POST"))
         .and(path(PULLS))
         .respond_with(ResponseTemplate::new(422).set_body_json(json!({
@@ -226,32 +214,20 @@ async fn rate_limits_become_transient_errors_with_the_wait() {
         )
         .mount(&server)
         .await;
-    let error = forge(&server)
-        .await
-        .find_change_request(REPO, "changes")
-        .await
-        .unwrap_err();
+    let error = forge(&server).await.find_change_request(REPO, "changes").await.unwrap_err();
     let wait = error.retry_after().unwrap();
-    assert!(
-        (Duration::from_secs(115)..=Duration::from_secs(121)).contains(&wait),
-        "{wait:?}"
-    );
+    assert!((Duration::from_secs(115)..=Duration::from_secs(121)).contains(&wait), "{wait:?}");
 
     // 429 is a rate limit too; a plain 403 is a permission problem.
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(PULLS))
-        .respond_with(ResponseTemplate::new(403).set_body_json(error_body(
-            "Resource not accessible by integration",
-            403,
-        )))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_json(error_body("Resource not accessible by integration", 403)),
+        )
         .mount(&server)
         .await;
-    let error = forge(&server)
-        .await
-        .find_change_request(REPO, "changes")
-        .await
-        .unwrap_err();
+    let error = forge(&server).await.find_change_request(REPO, "changes").await.unwrap_err();
     assert!(matches!(error, ForgeError::Status { status: 403, .. }), "{error:?}");
     assert!(!error.is_transient());
     assert!(error.to_string().contains("Resource not accessible"), "{error}");
@@ -282,10 +258,7 @@ fn read_pull(answer: Value) -> Mock {
 #[tokio::test]
 async fn merging_checks_the_head_and_reports_the_merge_commit() {
     let server = MockServer::start().await;
-    read_pull(pull("pull_request.opened.0"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
+    read_pull(pull("pull_request.opened.0")).up_to_n_times(1).mount(&server).await;
     read_pull(merged_pull()).mount(&server).await;
     Mock::given(method("PUT"))
         .and(path(format!("{PULLS}/2/merge")))
@@ -302,20 +275,11 @@ async fn merging_checks_the_head_and_reports_the_merge_commit() {
         .mount(&server)
         .await;
     let forge = forge(&server).await;
-    let status = forge
-        .merge_change_request(&request(), MergeMethod::Squash)
-        .await
-        .unwrap();
+    let status = forge.merge_change_request(&request(), MergeMethod::Squash).await.unwrap();
     assert_eq!(status.state, ChangeRequestState::Merged);
-    assert_eq!(
-        status.merge_commit.as_deref(),
-        Some("6dcb09b5b57875f334f61aebed695e2e4193db5e")
-    );
+    assert_eq!(status.merge_commit.as_deref(), Some("6dcb09b5b57875f334f61aebed695e2e4193db5e"));
     // Merging again reports the merge without a second PUT.
-    let again = forge
-        .merge_change_request(&request(), MergeMethod::Squash)
-        .await
-        .unwrap();
+    let again = forge.merge_change_request(&request(), MergeMethod::Squash).await.unwrap();
     assert_eq!(again.state, ChangeRequestState::Merged);
 }
 
@@ -332,11 +296,7 @@ async fn merge_conflicts_and_unmergeable_requests() {
             .respond_with(ResponseTemplate::new(status).set_body_json(error_body(message, status)))
             .mount(&server)
             .await;
-        let error = forge(&server)
-            .await
-            .merge_change_request(&request(), MergeMethod::Merge)
-            .await
-            .unwrap_err();
+        let error = forge(&server).await.merge_change_request(&request(), MergeMethod::Merge).await.unwrap_err();
         assert_eq!(error.is_transient(), transient, "{status}: {error:?}");
         assert!(error.to_string().contains(message), "{error}");
         match status {
@@ -352,14 +312,8 @@ async fn merge_conflicts_and_unmergeable_requests() {
     let status = forge.change_request_status(&request()).await.unwrap();
     assert_eq!(status.state, ChangeRequestState::Closed);
     assert_eq!(status.merge_commit, None);
-    assert_eq!(
-        status.url.as_deref(),
-        Some("https://github.com/Codertocat/Hello-World/pull/2")
-    );
-    let error = forge
-        .merge_change_request(&request(), MergeMethod::Merge)
-        .await
-        .unwrap_err();
+    assert_eq!(status.url.as_deref(), Some("https://github.com/Codertocat/Hello-World/pull/2"));
+    let error = forge.merge_change_request(&request(), MergeMethod::Merge).await.unwrap_err();
     assert!(error.to_string().contains("is closed"), "{error}");
 }
 
@@ -367,9 +321,7 @@ async fn merge_conflicts_and_unmergeable_requests() {
 async fn commit_statuses_are_posted() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(
-            "/repos/Codertocat/Hello-World/statuses/ec26c3e57ca3a959ca5aad62de7213c562f8c821",
-        ))
+        .and(path("/repos/Codertocat/Hello-World/statuses/ec26c3e57ca3a959ca5aad62de7213c562f8c821"))
         .and(body_partial_json(json!({
             "state": "success",
             "context": "gantry/gates",
@@ -424,23 +376,14 @@ async fn a_github_app_exchanges_its_jwt_for_an_installation_token() {
         .await;
     Mock::given(method("GET"))
         .and(path(PULLS))
-        .and(header(
-            "authorization",
-            "Bearer ghs_installation0000000000000000000000",
-        ))
+        .and(header("authorization", "Bearer ghs_installation0000000000000000000000"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([pull("pull_request.opened.0")])))
         .expect(2)
         .mount(&server)
         .await;
-    let forge = GitHubForge::new(
-        &server.uri(),
-        GitHubAuth::App {
-            app_id: 7,
-            private_key_pem: pem,
-            installation_id: 42,
-        },
-    )
-    .unwrap();
+    let forge =
+        GitHubForge::new(&server.uri(), GitHubAuth::App { app_id: 7, private_key_pem: pem, installation_id: 42 })
+            .unwrap();
     // Two calls, one token: it is cached until it nears expiry.
     for _ in 0..2 {
         let found = forge.find_change_request(REPO, "changes").await.unwrap();
@@ -449,11 +392,7 @@ async fn a_github_app_exchanges_its_jwt_for_an_installation_token() {
 
     let error = GitHubForge::new(
         &server.uri(),
-        GitHubAuth::App {
-            app_id: 7,
-            private_key_pem: b"not a key".to_vec(),
-            installation_id: 42,
-        },
+        GitHubAuth::App { app_id: 7, private_key_pem: b"not a key".to_vec(), installation_id: 42 },
     )
     .unwrap_err();
     assert!(matches!(error, ForgeError::Setup { .. }), "{error:?}");
@@ -462,18 +401,12 @@ async fn a_github_app_exchanges_its_jwt_for_an_installation_token() {
 #[tokio::test]
 async fn unreachable_forges_and_bad_repositories() {
     // A port nothing listens on: the connection is refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).unwrap().port();
     let uri = format!("http://127.0.0.1:{port}");
     let forge = GitHubForge::new(&uri, GitHubAuth::Token(TOKEN.into())).unwrap();
     let error = forge.find_change_request(REPO, "changes").await.unwrap_err();
     assert!(matches!(error, ForgeError::Transport { .. }), "{error:?}");
     assert!(error.is_transient());
-    let error = forge
-        .find_change_request("not a repo", "changes")
-        .await
-        .unwrap_err();
+    let error = forge.find_change_request("not a repo", "changes").await.unwrap_err();
     assert!(matches!(error, ForgeError::InvalidRepo { .. }), "{error:?}");
 }

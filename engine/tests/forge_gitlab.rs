@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use gantry_engine::forge::{
-    ChangeRequestDraft, ChangeRequestState, CommitState, CommitStatus, Forge, ForgeError,
-    GitLabForge, MergeMethod, ReviewOptions,
+    ChangeRequestDraft, ChangeRequestState, CommitState, CommitStatus, Forge, ForgeError, GitLabForge, MergeMethod,
+    ReviewOptions,
 };
 use gantry_engine::model::ChangeRequest;
 use serde_json::{Value, json};
@@ -183,10 +183,7 @@ async fn status_reads_approvals_and_the_pipeline() {
     assert_eq!(status.state, ChangeRequestState::Open);
     assert_eq!(status.approved, Some(false));
     assert_eq!(status.checks.as_deref(), Some("success"));
-    assert_eq!(
-        status.url.as_deref(),
-        Some("https://gitlab.example.com/platform/envs/prod/-/merge_requests/12")
-    );
+    assert_eq!(status.url.as_deref(), Some("https://gitlab.example.com/platform/envs/prod/-/merge_requests/12"));
 
     Mock::given(method("POST"))
         .and(path(format!("{PROJECT}/merge_requests/12/approve")))
@@ -209,15 +206,9 @@ async fn merging_and_its_refusals() {
         .expect(1)
         .mount(&server)
         .await;
-    let status = forge(&server)
-        .merge_change_request(&request(), MergeMethod::Squash)
-        .await
-        .unwrap();
+    let status = forge(&server).merge_change_request(&request(), MergeMethod::Squash).await.unwrap();
     assert_eq!(status.state, ChangeRequestState::Merged);
-    assert_eq!(
-        status.merge_commit.as_deref(),
-        Some("9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b")
-    );
+    assert_eq!(status.merge_commit.as_deref(), Some("9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"));
 
     for (code, body, transient) in [
         (409, json!({"message": "SHA does not match HEAD of source branch: 1234"}), true),
@@ -231,10 +222,7 @@ async fn merging_and_its_refusals() {
             .respond_with(ResponseTemplate::new(code).set_body_json(body))
             .mount(&server)
             .await;
-        let error = forge(&server)
-            .merge_change_request(&request(), MergeMethod::Merge)
-            .await
-            .unwrap_err();
+        let error = forge(&server).merge_change_request(&request(), MergeMethod::Merge).await.unwrap_err();
         assert_eq!(error.is_transient(), transient, "{code}: {error:?}");
         if code == 409 {
             assert!(matches!(error, ForgeError::Conflict { .. }), "{error:?}");
@@ -248,12 +236,7 @@ async fn merging_and_its_refusals() {
     read(merge_request("closed")).mount(&server).await;
     let status = forge(&server).change_request_status(&request()).await.unwrap();
     assert_eq!(status.state, ChangeRequestState::Closed);
-    assert!(
-        forge(&server)
-            .merge_change_request(&request(), MergeMethod::Merge)
-            .await
-            .is_err()
-    );
+    assert!(forge(&server).merge_change_request(&request(), MergeMethod::Merge).await.is_err());
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use aws_sdk_ecr::types::ImageTagMutability;
 use gantry_engine::registry::{
     self, EcrRegistry, Image, Location, Manifest, OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryAuth, RegistryError,
-    RegistryOptions, Strategy, TagOutcome, promote, sample_image,
+    RegistryOptions, Strategy, TagOutcome, promote, promote_tag, sample_image,
 };
 use registry_support::MotoServer;
 
@@ -79,6 +79,9 @@ async fn retag_writes_the_same_manifest_under_the_new_tag() {
     let promotion = promote(&here, &here, &first.digest(), "staging").await.unwrap();
     assert_eq!(promotion.strategy, Strategy::Retag);
     assert_eq!(promotion.outcome, TagOutcome::Created);
+    let promotion = promote_tag(&here, "dev-2222222", &here, "qa").await.unwrap();
+    assert_eq!(promotion.digest, second.digest());
+    assert_eq!(opened.resolve("team/app", "qa").await.unwrap(), Some(second.digest()));
     assert_eq!(
         opened.reference("team/app", "staging"),
         format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/team/app:staging")

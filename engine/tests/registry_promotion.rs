@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use gantry_engine::registry::{
     self, Digest, Image, LayoutRegistry, Location, Manifest, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry,
-    RegistryAuth, RegistryError, RegistryOptions, RetryPolicy, Strategy, TagOutcome, promote, sample_image,
+    RegistryAuth, RegistryError, RegistryOptions, RetryPolicy, Strategy, TagOutcome, promote, promote_tag,
+    sample_image,
 };
 use registry_support::{FaultProxy, TestRegistry, TokenServer};
 use serde_json::json;
@@ -122,7 +123,17 @@ async fn same_repository_promotion_is_a_retag_without_blob_traffic() {
     assert!(server.wait_for_request("PUT /v2/app/manifests/staging"));
     let during = since(&server, seen);
     assert!(during.iter().all(|request| !request.contains("/blobs/")), "{during:#?}");
-    assert_eq!(registry.resolve("app", "staging").await.unwrap(), Some(digest));
+    assert_eq!(registry.resolve("app", "staging").await.unwrap(), Some(digest.clone()));
+
+    // Named by tag, the source is read in one request and the digest is what the tag holds.
+    let promotion = promote_tag(&at(&registry, "app"), "dev-sha-1111111", &at(&registry, "app"), "qa").await.unwrap();
+    assert_eq!(promotion.digest, digest);
+    assert_eq!(promotion.outcome, TagOutcome::Created);
+    let error = promote_tag(&at(&registry, "app"), "nope", &at(&registry, "app"), "qa").await.unwrap_err();
+    assert!(
+        matches!(&error, RegistryError::NotFound { reference } if reference == &format!("{}/app:nope", server.addr)),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
@@ -215,6 +226,26 @@ async fn cross_registry_copy_streams_every_missing_blob() {
     assert_eq!(promotion.blobs_present, 1);
     assert_eq!(promotion.blobs_copied, 1);
     assert_eq!(promotion.bytes_copied, second.config.len() as u64);
+}
+
+#[tokio::test]
+async fn blobs_served_from_elsewhere_are_followed_without_credentials() {
+    let source_server = TestRegistry::start();
+    let target_server = TestRegistry::start();
+    let proxy = FaultProxy::start(&source_server.addr);
+    proxy.redirect_blobs();
+    let source = connect(&proxy.url());
+    let target = connect(&target_server.url());
+    let image = revision("1111111");
+    let digest = source.push_image("app", "dev", &image).await.unwrap();
+
+    let promotion = promote(&at(&source, "app"), &at(&target, "app"), &digest, "v1").await.unwrap();
+    assert_eq!(promotion.blobs_copied, 2);
+    assert_eq!(target_server.blobs(), source_server.blobs());
+    let redirected = proxy.requests().iter().filter(|request| request.starts_with("GET /v2/app/blobs/")).count();
+    assert_eq!(redirected, 2, "{:#?}", proxy.requests());
+    // The downloads themselves reached the registry directly.
+    assert!(source_server.wait_for_request(&format!("GET /v2/app/blobs/{}", Digest::of(&image.layers[0]))));
 }
 
 #[tokio::test]

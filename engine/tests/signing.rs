@@ -564,14 +564,67 @@ async fn keyless_verification_fails_for_another_identity_payload_or_log_entry() 
     assert!(error.to_string().contains("does not name"), "{error}");
 }
 
+/// A real cosign DSSE bundle: its Rekor SET checks out here, but the sigstore crate's entry
+/// consistency check cannot match cosign's envelope bytes (a known gap, see `keyless`), and the
+/// refusal must say so rather than look like a forgery.
 #[tokio::test]
-async fn a_real_sigstore_bundle_verifies_offline_for_its_subject_only() {
+async fn cosign_dsse_bundles_are_refused_with_the_known_reason() {
     let bundle = read_fixture("sigstore-bundle-v0.3.oci-attestation.cosign-testdata.json");
     let policy = public_good("cody@soyland.com", "https://github.com/login/oauth");
     let subject = Digest::parse("sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4").unwrap();
-    let identity = verify_bundle(&bundle, &subject, &policy).await.unwrap();
-    assert_eq!(identity.log_index, 175_508_996);
+    let error = verify_bundle(&bundle, &subject, &policy).await.unwrap_err();
+    assert!(error.to_string().contains("cosign-made DSSE bundles"), "{error}");
 
-    let error = verify_bundle(&bundle, &Digest::of(b"another image"), &policy).await.unwrap_err();
+    // The SET is checked first and independently: a bundle whose log index was altered is
+    // refused for that reason.
+    let mut forged: Value = serde_json::from_slice(&bundle).unwrap();
+    forged["verificationMaterial"]["tlogEntries"][0]["logIndex"] = json!("175508997");
+    let error = verify_bundle(forged.to_string().as_bytes(), &subject, &policy).await.unwrap_err();
+    assert!(error.to_string().contains("signed entry timestamp"), "{error}");
+}
+
+/// The legacy keyless layer rebuilt as a v0.1 Sigstore bundle file verifies through the same
+/// bundle path `gantry verify --bundle` uses.
+#[tokio::test]
+async fn a_message_signature_bundle_verifies_offline_for_its_artifact_only() {
+    let (annotations, payload_digest, signature) = keyless_layer();
+    let rekor: Value = serde_json::from_str(&annotations["dev.sigstore.cosign/bundle"]).unwrap();
+    let certificate = annotations["dev.sigstore.cosign/certificate"]
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect::<String>();
+    let body = rekor["Payload"]["body"].as_str().unwrap();
+    let entry: Value = serde_json::from_slice(&BASE64.decode(body).unwrap()).unwrap();
+    let log_id = hex_decode(rekor["Payload"]["logID"].as_str().unwrap());
+    let bundle = json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "verificationMaterial": {
+            "x509CertificateChain": {"certificates": [{"rawBytes": certificate}]},
+            "tlogEntries": [{
+                "logIndex": rekor["Payload"]["logIndex"].to_string(),
+                "logId": {"keyId": BASE64.encode(log_id)},
+                "kindVersion": {"kind": entry["kind"], "version": entry["apiVersion"]},
+                "integratedTime": rekor["Payload"]["integratedTime"].to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": rekor["SignedEntryTimestamp"]},
+                "canonicalizedBody": body,
+            }],
+        },
+        "messageSignature": {
+            "messageDigest": {
+                "algorithm": "SHA2_256",
+                "digest": BASE64.encode(hex_decode(payload_digest.hex())),
+            },
+            "signature": BASE64.encode(&signature),
+        },
+    })
+    .to_string();
+    let policy = public_good(GOOGLE_IDENTITY, GOOGLE_ISSUER);
+    let identity = verify_bundle(bundle.as_bytes(), &payload_digest, &policy).await.unwrap();
+    assert_eq!(identity.issuer, GOOGLE_ISSUER);
+    let error = verify_bundle(bundle.as_bytes(), &Digest::of(b"other"), &policy).await.unwrap_err();
     assert!(matches!(error, SupplyChainError::Keyless { .. }), "{error}");
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
 }

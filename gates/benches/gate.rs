@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 const FINDINGS: usize = 10_000;
 const EXCEPTIONS: usize = 100;
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 30;
 const BUDGET: Duration = Duration::from_millis(50);
 
 const VECTORS: [(&str, f64); 6] = [
@@ -100,69 +100,90 @@ deny contains msg if {
     Policy::from_yaml("bench-policy.yaml", &yaml, dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// CPU time this process has used (Linux, `/proc/self/stat`, in clock ticks of 10 ms), which
+/// unlike wall time does not grow while other processes hold the CPUs.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn median(mut times: Vec<Duration>) -> (Duration, Duration) {
     times.sort();
     (times[times.len() / 2], times[0])
 }
 
 fn main() {
-    let dir = std::env::var_os("GATE_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let dir = std::env::var_os("GATE_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     let bytes = serde_json::to_vec(&report()).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.join("report.json"), &bytes).unwrap_or_else(|e| panic!("{e}"));
     let policy = policy(&dir);
-    let now: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-05-01T00:00:00Z")
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_timezone(&Utc);
+    let now: DateTime<Utc> =
+        DateTime::parse_from_rfc3339("2026-05-01T00:00:00Z").unwrap_or_else(|e| panic!("{e}")).with_timezone(&Utc);
 
     let document = reports::parse("report.json", &bytes).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(document.findings.len(), FINDINGS);
     let mut evaluate_times = Vec::new();
+    let mut evaluate_cpu = Duration::ZERO;
     let mut whole_times = Vec::new();
     let mut last = None;
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        let verdict = evaluate(&policy, &GateInput::new(&document.findings, now))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let cpu_before = cpu_time();
+        let verdict = evaluate(&policy, &GateInput::new(&document.findings, now)).unwrap_or_else(|e| panic!("{e}"));
         evaluate_times.push(started.elapsed());
+        if let (Some(before), Some(after)) = (cpu_before, cpu_time()) {
+            evaluate_cpu += after.saturating_sub(before);
+        }
         last = Some(verdict);
 
         let started = Instant::now();
         let parsed = reports::parse("report.json", &bytes).unwrap_or_else(|e| panic!("{e}"));
-        let _ = evaluate(&policy, &GateInput::new(&parsed.findings, now))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = evaluate(&policy, &GateInput::new(&parsed.findings, now)).unwrap_or_else(|e| panic!("{e}"));
         whole_times.push(started.elapsed());
     }
     let verdict = last.unwrap_or_else(|| panic!("no round ran"));
-    let suppressed = verdict
-        .findings
-        .iter()
-        .filter(|f| f.suppressed.is_some())
-        .count();
+    // The same evaluation without the Rego rule, to show what the rule costs.
+    let mut without_rego = policy.clone();
+    without_rego.rego = None;
+    let mut plain_times = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let _ = evaluate(&without_rego, &GateInput::new(&document.findings, now)).unwrap_or_else(|e| panic!("{e}"));
+        plain_times.push(started.elapsed());
+    }
+    let (_, plain_best) = median(plain_times);
+    let suppressed = verdict.findings.iter().filter(|f| f.suppressed.is_some()).count();
     let (evaluate_median, evaluate_best) = median(evaluate_times);
     let (whole_median, whole_best) = median(whole_times);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?");
     println!(
-        "verdict: {} with {} reasons; {suppressed} of {FINDINGS} findings suppressed by {} exceptions ({} expired)",
+        "verdict: {} with {} reasons; {suppressed} of {FINDINGS} findings suppressed by {} exceptions ({} expired); load average {load}",
         verdict.decision.as_str(),
         verdict.reasons.len(),
         verdict.evidence.exceptions_applied.len(),
         verdict.evidence.exceptions_expired.len(),
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    // On a busy machine wall time measures the other processes too; the time the evaluation
+    // itself spends on a CPU is what the budget is about (on an idle machine they agree).
+    // Ticks are coarse, so the CPU time is the mean over all rounds rather than a median.
+    let cpu_mean = (evaluate_cpu > Duration::ZERO).then(|| evaluate_cpu / ROUNDS as u32);
     println!(
-        "evaluate:        median {:.1} ms, best {:.1} ms (budget {} ms)",
-        evaluate_median.as_secs_f64() * 1e3,
-        evaluate_best.as_secs_f64() * 1e3,
+        "evaluate:        median {:.1} ms wall, best {:.1} ms wall, mean {} on CPU (budget {} ms)",
+        ms(evaluate_median),
+        ms(evaluate_best),
+        cpu_mean.map_or("?".to_string(), |d| format!("{:.1} ms", ms(d))),
         BUDGET.as_millis()
     );
-    println!(
-        "parse+evaluate:  median {:.1} ms, best {:.1} ms",
-        whole_median.as_secs_f64() * 1e3,
-        whole_best.as_secs_f64() * 1e3
-    );
-    println!("gantry_parse_evaluate_ms={:.3}", whole_median.as_secs_f64() * 1e3);
-    if evaluate_median > BUDGET {
+    println!("without Rego:    best {:.1} ms wall", ms(plain_best));
+    println!("parse+evaluate:  median {:.1} ms wall, best {:.1} ms wall", ms(whole_median), ms(whole_best));
+    println!("gantry_parse_evaluate_ms={:.3} {:.3}", ms(whole_median), ms(whole_best));
+    if cpu_mean.unwrap_or(evaluate_median) > BUDGET {
         eprintln!("evaluation is over its {} ms budget", BUDGET.as_millis());
         std::process::exit(1);
     }

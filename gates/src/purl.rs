@@ -49,6 +49,26 @@ impl Purl {
         })
     }
 
+    /// The name alone, without parsing the rest or copying when nothing needs decoding.
+    pub fn name_of(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let rest = text.trim().strip_prefix("pkg:")?;
+        let end = rest.find(['?', '#']).unwrap_or(rest.len());
+        let path = rest[..end].trim_end_matches('/');
+        let last = path.rsplit('/').next()?;
+        if last.len() == path.len() {
+            // Only a type: no name.
+            return None;
+        }
+        let name = last.split_once('@').map_or(last, |(name, _)| name);
+        if name.is_empty() {
+            return None;
+        }
+        if name.contains('%') {
+            return Some(std::borrow::Cow::Owned(decode(name)));
+        }
+        Some(std::borrow::Cow::Borrowed(name))
+    }
+
     /// The name reports use for the package: Maven `group:artifact`, Go and npm
     /// `namespace/name`, and the bare name for OS packages (whose namespace is the distribution).
     pub fn package_name(&self) -> String {
@@ -125,6 +145,16 @@ mod tests {
         let oci = Purl::parse("pkg:oci/debian").unwrap();
         assert_eq!((oci.kind.as_str(), oci.name.as_str(), oci.version), ("oci", "debian", None));
 
+        for text in [
+            "pkg:deb/ubuntu/libstdc%2B%2B6@12.3.0?arch=amd64",
+            "pkg:npm/%40types/node@1.0.0",
+            "pkg:oci/debian",
+            "pkg:maven/org.apache.logging.log4j/log4j-core@2.13.2?x=y",
+        ] {
+            let parsed = Purl::parse(text).unwrap();
+            assert_eq!(Purl::name_of(text).as_deref(), Some(parsed.name.as_str()), "{text}");
+        }
+        assert_eq!(Purl::name_of("pkg:deb"), None);
         assert_eq!(Purl::parse("product-ABC"), None);
         assert_eq!(Purl::parse("pkg:"), None);
         assert_eq!(Purl::parse("pkg:deb/"), None);

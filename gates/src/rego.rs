@@ -11,16 +11,24 @@
 //!   "findings": [{"id": "CVE-…", "aliases": [], "package": "openssl", "version": "3.0.1",
 //!                 "purl": null, "score": 9.8, "severity": "critical", "severity_source": "nvd",
 //!                 "vector": "CVSS:3.1/…", "fix_state": "fixed", "fixed_versions": ["3.0.2"],
-//!                 "published": "2024-…", "report": "trivy.json", "suppressed": null}]
+//!                 "published": "2024-…", "location": "…", "report": "trivy.json",
+//!                 "suppressed": null}]
 //! }
 //! ```
 //!
-//! `suppressed` is `null`, or an object whose `kind` is `vex`, `exception`, `unfixed` or
-//! `vendor-not-affected`, so a rule can choose to look at suppressed findings too. Modules
-//! use Rego v1 syntax (`deny contains msg if { … }`).
+//! `suppressed` is `null`, or why the finding does not count: `vex`, `exception`, `unfixed`
+//! or `vendor-not-affected`, so a rule can choose to look at suppressed findings too (the
+//! verdict keeps the full cause). Absent values are `null`. Modules use Rego v1 syntax
+//! (`deny contains msg if { … }`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+
+use regorus::Value;
+
+use crate::verdict::{AssessedFinding, Suppression};
+use crate::vex::Artifact;
 
 /// Why Rego modules do not load or evaluate.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +110,25 @@ impl RegoPolicy {
         self.rules.iter().map(|(name, _)| name.clone()).collect()
     }
 
-    /// Every `deny` message for `input`, in a stable order.
+    /// Every `deny` message for a JSON `input` document.
     pub fn deny(&self, input: serde_json::Value) -> Result<Vec<String>, RegoError> {
+        self.deny_value(Value::from(input))
+    }
+
+    /// Every `deny` message for the gate's input document (see the module documentation).
+    pub fn deny_findings(
+        &self,
+        environment: Option<&str>,
+        artifact: Option<&Artifact>,
+        event: Option<&serde_json::Value>,
+        findings: &[AssessedFinding],
+    ) -> Result<Vec<String>, RegoError> {
+        self.deny_value(input(environment, artifact, event, findings))
+    }
+
+    fn deny_value(&self, input: Value) -> Result<Vec<String>, RegoError> {
         let mut engine = self.engine.clone();
-        engine.set_input(regorus::Value::from(input));
+        engine.set_input(input);
         let mut messages = Vec::new();
         for (_, rule) in &self.rules {
             let value = engine
@@ -115,6 +138,103 @@ impl RegoPolicy {
         }
         Ok(messages)
     }
+}
+
+/// Engine values for strings that repeat across findings (packages, severities, dates,
+/// vectors), made once and shared.
+#[derive(Default)]
+struct Interner<'a> {
+    strings: std::collections::HashMap<&'a str, Value>,
+    times: std::collections::HashMap<chrono::DateTime<chrono::Utc>, Value>,
+}
+
+impl<'a> Interner<'a> {
+    fn text(&mut self, text: &'a str) -> Value {
+        self.strings.entry(text).or_insert_with(|| Value::from(text)).clone()
+    }
+
+    fn optional(&mut self, text: Option<&'a str>) -> Value {
+        text.map_or(Value::Null, |t| self.text(t))
+    }
+
+    fn list(&mut self, items: &'a [String]) -> Value {
+        Value::from(items.iter().map(|s| self.text(s)).collect::<Vec<_>>())
+    }
+
+    fn time(&mut self, time: Option<chrono::DateTime<chrono::Utc>>) -> Value {
+        time.map_or(Value::Null, |t| self.times.entry(t).or_insert_with(|| Value::from(t.to_rfc3339())).clone())
+    }
+}
+
+/// Builds the input document directly as engine values: converting 10,000 findings through
+/// JSON would cost more than evaluating the rules.
+fn input(
+    environment: Option<&str>,
+    artifact: Option<&Artifact>,
+    event: Option<&serde_json::Value>,
+    findings: &[AssessedFinding],
+) -> Value {
+    // In key order, so that each finding's map is built from sorted entries.
+    let keys: Vec<Value> = [
+        "aliases",
+        "fix_state",
+        "fixed_versions",
+        "id",
+        "location",
+        "package",
+        "published",
+        "purl",
+        "report",
+        "score",
+        "severity",
+        "severity_source",
+        "suppressed",
+        "vector",
+        "version",
+    ]
+    .into_iter()
+    .map(Value::from)
+    .collect();
+    let mut interner = Interner::default();
+    let items: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let values = [
+                interner.list(&f.aliases),
+                interner.text(f.fix_state.as_str()),
+                interner.list(&f.fixed_versions),
+                Value::from(f.id.as_str()),
+                interner.optional(f.location.as_deref()),
+                interner.text(&f.package),
+                interner.time(f.published),
+                interner.optional(f.purl.as_deref()),
+                interner.text(&f.report),
+                f.score.map_or(Value::Null, Value::from),
+                interner.text(f.severity.as_str()),
+                interner.optional(f.severity_source.as_deref()),
+                match &f.suppressed {
+                    None => Value::Null,
+                    Some(Suppression::Vex { .. }) => interner.text("vex"),
+                    Some(Suppression::Exception { .. }) => interner.text("exception"),
+                    Some(Suppression::Unfixed) => interner.text("unfixed"),
+                    Some(Suppression::VendorNotAffected) => interner.text("vendor-not-affected"),
+                },
+                interner.optional(f.vector.as_deref()),
+                interner.optional(f.version.as_deref()),
+            ];
+            let object: BTreeMap<Value, Value> = keys.iter().cloned().zip(values).collect();
+            Value::from(object)
+        })
+        .collect();
+    let mut document = BTreeMap::new();
+    document.insert(Value::from("environment"), environment.map_or(Value::Null, Value::from));
+    document.insert(
+        Value::from("artifact"),
+        artifact.and_then(|a| serde_json::to_value(a).ok()).map_or(Value::Null, Value::from),
+    );
+    document.insert(Value::from("event"), event.cloned().map_or(Value::Null, Value::from));
+    document.insert(Value::from("findings"), Value::from(items));
+    Value::from(document)
 }
 
 /// Turns a `deny` value (a set or array of messages) into strings; non-string messages are
@@ -162,7 +282,7 @@ deny contains msg if {
         let policy = RegoPolicy::new(vec![("gate.rego".into(), RULE.into())]).unwrap();
         let input = json!({"environment": "prod", "findings": [
             {"id": "CVE-1", "package": "a", "severity": "critical", "suppressed": null},
-            {"id": "CVE-2", "package": "b", "severity": "critical", "suppressed": {"kind": "vex"}},
+            {"id": "CVE-2", "package": "b", "severity": "critical", "suppressed": "vex"},
             {"id": "CVE-3", "package": "c", "severity": "low", "suppressed": null}
         ]});
         assert_eq!(policy.deny(input).unwrap(), ["CVE-1 in a is critical in prod"]);

@@ -190,7 +190,8 @@ fn best_of<'a>(ratings: impl Iterator<Item = &'a Rating>, scorer: &mut dyn Vecto
         Some(_) if r.vector.is_some() || r.score.is_some() => 1,
         _ => 0,
     };
-    let mut best: Option<(u8, Assessment)> = None;
+    // (rank, severity, score, rating): the owned assessment is made once, for the winner.
+    let mut best: Option<(u8, Severity, Option<f64>, &Rating)> = None;
     for rating in ratings {
         let (severity, score) = evaluate(rating, scorer);
         if severity == Severity::Unknown && score.is_none() {
@@ -198,13 +199,16 @@ fn best_of<'a>(ratings: impl Iterator<Item = &'a Rating>, scorer: &mut dyn Vecto
         }
         // Scored ratings beat labels; among scored ones the newest CVSS version wins.
         let rank = if score.is_some() { 10 + version_rank(rating) } else { 0 };
-        let candidate =
-            Assessment { score, severity, source: Some(rating.source.clone()), vector: rating.vector.clone() };
-        if best.as_ref().is_none_or(|(r, _)| rank > *r) {
-            best = Some((rank, candidate));
+        if best.as_ref().is_none_or(|(r, ..)| rank > *r) {
+            best = Some((rank, severity, score, rating));
         }
     }
-    best.map(|(_, a)| a)
+    best.map(|(_, severity, score, rating)| Assessment {
+        score,
+        severity,
+        source: Some(rating.source.clone()),
+        vector: rating.vector.clone(),
+    })
 }
 
 fn worst(candidates: impl Iterator<Item = Assessment>) -> Option<Assessment> {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::finding::{Finding, FixState};
 use crate::policy::{Exception, Policy, Thresholds};
+use crate::purl::Purl;
 use crate::rego::RegoError;
 use crate::reports::ReportSummary;
 use crate::severity::Severity;
@@ -204,36 +205,64 @@ impl<'a> GateInput<'a> {
     }
 }
 
-/// Exceptions in force, indexed for lookup by vulnerability id.
+/// Vulnerability ids compare case-insensitively; most are uppercase already, so only the
+/// others pay for a copy.
+fn id_key(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.bytes().any(|b| b.is_ascii_lowercase()) {
+        std::borrow::Cow::Owned(id.to_ascii_uppercase())
+    } else {
+        std::borrow::Cow::Borrowed(id)
+    }
+}
+
+/// Exceptions in force, indexed for lookup by vulnerability id and by package name, so that
+/// judging a finding costs a few hash lookups however many exceptions there are.
 struct ExceptionIndex<'p> {
     by_id: HashMap<String, Vec<usize>>,
-    package_only: Vec<usize>,
+    by_package: HashMap<String, Vec<usize>>,
     exceptions: &'p [Exception],
 }
 
 impl<'p> ExceptionIndex<'p> {
     fn new(exceptions: &'p [Exception], keep: impl Fn(&Exception) -> bool) -> Self {
         let mut by_id: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut package_only = Vec::new();
+        let mut by_package: HashMap<String, Vec<usize>> = HashMap::new();
         for (index, exception) in exceptions.iter().enumerate() {
             if !keep(exception) {
                 continue;
             }
-            match &exception.id {
-                Some(id) => by_id.entry(id.to_ascii_uppercase()).or_default().push(index),
-                None => package_only.push(index),
+            match (&exception.id, &exception.package) {
+                (Some(id), _) => by_id.entry(id_key(id).into_owned()).or_default().push(index),
+                (None, Some(package)) => {
+                    // A purl pattern is filed under the names a finding may carry.
+                    let names = match Purl::parse(package) {
+                        Some(purl) => vec![purl.package_name(), purl.name],
+                        None => vec![package.clone()],
+                    };
+                    for name in names {
+                        let entry = by_package.entry(name).or_default();
+                        if !entry.contains(&index) {
+                            entry.push(index);
+                        }
+                    }
+                }
+                (None, None) => {}
             }
         }
-        ExceptionIndex { by_id, package_only, exceptions }
+        ExceptionIndex { by_id, by_package, exceptions }
     }
 
     fn find(&self, finding: &Finding, environment: Option<&str>) -> Option<usize> {
-        let by_id = finding.ids().filter_map(|id| self.by_id.get(&id.to_ascii_uppercase())).flatten();
-        by_id
-            .chain(self.package_only.iter())
-            .copied()
-            .filter(|&index| self.exceptions[index].covers(finding, environment))
-            .min()
+        if self.by_id.is_empty() && self.by_package.is_empty() {
+            return None;
+        }
+        let by_id = finding.ids().filter_map(|id| self.by_id.get(id_key(id).as_ref())).flatten();
+        let purl_name = finding.package.purl.as_deref().filter(|_| !self.by_package.is_empty()).and_then(Purl::name_of);
+        let by_package = std::iter::once(finding.package.name.as_str())
+            .chain(purl_name.as_deref())
+            .filter_map(|name| self.by_package.get(name))
+            .flatten();
+        by_id.chain(by_package).copied().filter(|&index| self.exceptions[index].covers(finding, environment)).min()
     }
 }
 
@@ -350,13 +379,7 @@ pub fn evaluate(policy: &Policy, input: &GateInput<'_>) -> Result<Verdict, RegoE
     }
     let rego_modules = policy.rego.as_ref().map(|r| r.modules()).unwrap_or_default();
     if let Some(rego) = &policy.rego {
-        let rego_input = serde_json::json!({
-            "environment": environment,
-            "artifact": input.artifact,
-            "event": input.event,
-            "findings": findings,
-        });
-        reasons.extend(rego.deny(rego_input)?);
+        reasons.extend(rego.deny_findings(environment, input.artifact, input.event, &findings)?);
     }
 
     let mut notes = Vec::new();

@@ -60,9 +60,7 @@ mod tests {
     use super::*;
 
     fn scores(vectors: &[&str], stdin: &str) -> (bool, String) {
-        let args = CvssArgs {
-            vectors: vectors.iter().map(|v| v.to_string()).collect(),
-        };
+        let args = CvssArgs { vectors: vectors.iter().map(|v| v.to_string()).collect() };
         let mut out = Vec::new();
         let valid = run(&args, stdin.as_bytes(), &mut out).unwrap();
         (valid, String::from_utf8(out).unwrap())
@@ -73,10 +71,7 @@ mod tests {
         let (valid, out) = scores(&["CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"], "");
         assert!(valid);
         assert_eq!(out, "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H\t9.8\tcritical\n");
-        let (valid, out) = scores(
-            &[],
-            "CVSS:3.0/AV:L/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N\n\nnonsense\n",
-        );
+        let (valid, out) = scores(&[], "CVSS:3.0/AV:L/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N\n\nnonsense\n");
         assert!(!valid);
         assert_eq!(
             out.lines().collect::<Vec<_>>(),

@@ -42,13 +42,9 @@ pub async fn run(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let promotions = if database.exists() {
-        let store = SqliteStore::open(database)
-            .await
-            .with_context(|| format!("open the store at {}", database.display()))?;
-        let runs = store
-            .last_succeeded_runs()
-            .await
-            .context("list the last promotions")?;
+        let store =
+            SqliteStore::open(database).await.with_context(|| format!("open the store at {}", database.display()))?;
+        let runs = store.last_succeeded_runs().await.context("list the last promotions")?;
         let mut promotions = Vec::with_capacity(runs.len());
         for run in runs {
             let change_requests = store
@@ -62,23 +58,17 @@ pub async fn run(
         Vec::new()
     };
     let (data_dir, cache_dir) = (data_dir.to_path_buf(), data_dir.join("mirrors"));
-    let report: DriftReport = tokio::task::spawn_blocking(move || {
-        drift::check(&config, &promotions, &data_dir, &cache_dir)
-    })
-    .await
-    .context("check drift")?;
+    let report: DriftReport =
+        tokio::task::spawn_blocking(move || drift::check(&config, &promotions, &data_dir, &cache_dir))
+            .await
+            .context("check drift")?;
     match args.format {
         DriftFormat::Text => {
             if !database.exists() {
-                writeln!(
-                    out,
-                    "note: no database at {}; only comparing environments",
-                    database.display()
-                )
-                .context("write to stdout")?;
+                writeln!(out, "note: no database at {}; only comparing environments", database.display())
+                    .context("write to stdout")?;
             }
-            out.write_all(report.to_text().as_bytes())
-                .context("write to stdout")?;
+            out.write_all(report.to_text().as_bytes()).context("write to stdout")?;
         }
         DriftFormat::Json => {
             let json = serde_json::to_string_pretty(&report).context("render the report")?;
@@ -87,10 +77,7 @@ pub async fn run(
     }
     out.flush().context("write to stdout")?;
     if args.fail_on_drift && report.drifted() > 0 {
-        anyhow::bail!(
-            "{} environment(s) drifted from what gantry promoted",
-            report.drifted()
-        );
+        anyhow::bail!("{} environment(s) drifted from what gantry promoted", report.drifted());
     }
     Ok(())
 }

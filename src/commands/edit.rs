@@ -44,8 +44,7 @@ pub fn run(args: &EditArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let mut results = Vec::with_capacity(args.files.len());
     for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("read {}", file.display()))?;
+        let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
         let edited = edit::apply_format(Format::from_path(file), &text, &edits)
             .with_context(|| format!("edit {}", file.display()))?;
         results.push((file, text, edited));
@@ -64,8 +63,7 @@ pub fn run(args: &EditArgs, out: &mut impl Write) -> anyhow::Result<()> {
             let gap = if index == 0 { "" } else { "\n" };
             writeln!(out, "{gap}==> {} <==", file.display()).context("write to stdout")?;
         }
-        out.write_all(edited.as_bytes())
-            .context("write to stdout")?;
+        out.write_all(edited.as_bytes()).context("write to stdout")?;
     }
     out.flush().context("write to stdout")
 }
@@ -81,10 +79,7 @@ pub fn parse_edits(sets: &[String], images: &[String]) -> anyhow::Result<Vec<Edi
         if path.is_root() {
             bail!("parse --set {set:?}: the path is empty");
         }
-        edits.push(Edit::SetValue {
-            path,
-            value: value.to_owned(),
-        });
+        edits.push(Edit::SetValue { path, value: value.to_owned() });
     }
     for image in images {
         edits.push(parse_image(image)?);
@@ -114,9 +109,7 @@ fn parse_image(image: &str) -> anyhow::Result<Edit> {
     }
     if let Some(digest) = digest {
         let well_formed = digest.split_once(':').is_some_and(|(algorithm, hex)| {
-            !algorithm.is_empty()
-                && hex.len() >= 32
-                && hex.chars().all(|c| c.is_ascii_hexdigit())
+            !algorithm.is_empty() && hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
         });
         if !well_formed {
             return Err(fail("the digest is not ALGORITHM:HEX (e.g. sha256:…)"));
@@ -136,13 +129,9 @@ fn write_in_place(file: &Path, text: &str) -> anyhow::Result<()> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let permissions = std::fs::metadata(file)
-        .with_context(|| format!("read the permissions of {}", file.display()))?
-        .permissions();
-    let name = file
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let permissions =
+        std::fs::metadata(file).with_context(|| format!("read the permissions of {}", file.display()))?.permissions();
+    let name = file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = directory.join(format!(".{name}.gantry-edit-{}", std::process::id()));
     let written = std::fs::write(&temporary, text)
         .and_then(|()| std::fs::set_permissions(&temporary, permissions))
@@ -164,15 +153,9 @@ mod tests {
         let digest = format!("sha256:{}", "a".repeat(64));
         let cases = [
             ("app=1.2.3", ("app", Some("1.2.3"), None)),
-            (
-                "localhost:5000/app=v1",
-                ("localhost:5000/app", Some("v1"), None),
-            ),
+            ("localhost:5000/app=v1", ("localhost:5000/app", Some("v1"), None)),
             (&*format!("app@{digest}"), ("app", None, Some(&*digest))),
-            (
-                &*format!("app=v1@{digest}"),
-                ("app", Some("v1"), Some(&*digest)),
-            ),
+            (&*format!("app=v1@{digest}"), ("app", Some("v1"), Some(&*digest))),
         ];
         for (argument, (name, tag, pinned)) in cases {
             assert_eq!(
@@ -193,13 +176,7 @@ mod tests {
     #[test]
     fn set_arguments() {
         let edits = parse_edits(&["a.b[0]=x=y".into()], &[]).unwrap();
-        assert_eq!(
-            edits,
-            [Edit::SetValue {
-                path: YamlPath::parse("a.b[0]").unwrap(),
-                value: "x=y".into()
-            }]
-        );
+        assert_eq!(edits, [Edit::SetValue { path: YamlPath::parse("a.b[0]").unwrap(), value: "x=y".into() }]);
         assert!(parse_edits(&["novalue".into()], &[]).is_err());
         assert!(parse_edits(&["=v".into()], &[]).is_err());
         assert!(parse_edits(&["a[x]=v".into()], &[]).is_err());

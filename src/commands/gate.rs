@@ -98,18 +98,11 @@ pub fn exit_unless_allowed(decision: Decision) {
 }
 
 fn table(verdict: &Verdict, out: &mut impl Write) -> std::io::Result<()> {
-    let width = |values: &mut dyn Iterator<Item = usize>, header: &str| {
-        values.max().unwrap_or(0).max(header.len())
-    };
+    let width = |values: &mut dyn Iterator<Item = usize>, header: &str| values.max().unwrap_or(0).max(header.len());
     let id_width = width(&mut verdict.findings.iter().map(|f| f.id.len()), "ID");
     let package_width = width(&mut verdict.findings.iter().map(|f| f.package.len()), "PACKAGE");
-    let version_width = width(
-        &mut verdict
-            .findings
-            .iter()
-            .map(|f| f.version.as_deref().unwrap_or("-").len()),
-        "VERSION",
-    );
+    let version_width =
+        width(&mut verdict.findings.iter().map(|f| f.version.as_deref().unwrap_or("-").len()), "VERSION");
     writeln!(
         out,
         "{:<id_width$}  {:<package_width$}  {:<version_width$}  {:>5}  {:<8}  SUPPRESSED",
@@ -122,16 +115,9 @@ fn table(verdict: &Verdict, out: &mut impl Write) -> std::io::Result<()> {
             finding.id,
             finding.package,
             finding.version.as_deref().unwrap_or("-"),
-            finding
-                .score
-                .map(|s| format!("{s:.1}"))
-                .unwrap_or_else(|| "-".into()),
+            finding.score.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into()),
             finding.severity.as_str(),
-            finding
-                .suppressed
-                .as_ref()
-                .map(|s| s.describe())
-                .unwrap_or_else(|| "-".into()),
+            finding.suppressed.as_ref().map(|s| s.describe()).unwrap_or_else(|| "-".into()),
         )?;
     }
     writeln!(out)?;
@@ -141,21 +127,13 @@ fn table(verdict: &Verdict, out: &mut impl Write) -> std::io::Result<()> {
     for reason in &verdict.reasons {
         writeln!(out, "reason: {reason}")?;
     }
-    let place = verdict
-        .environment
-        .as_deref()
-        .map(|env| format!(" ({env})"))
-        .unwrap_or_default();
+    let place = verdict.environment.as_deref().map(|env| format!(" ({env})")).unwrap_or_default();
     writeln!(
         out,
         "{}{place}: {} findings, {} suppressed, {} reasons",
         verdict.decision.as_str(),
         verdict.findings.len(),
-        verdict
-            .findings
-            .iter()
-            .filter(|f| f.suppressed.is_some())
-            .count(),
+        verdict.findings.iter().filter(|f| f.suppressed.is_some()).count(),
         verdict.reasons.len()
     )
 }

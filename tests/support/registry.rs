@@ -246,6 +246,9 @@ pub enum Fault {
     /// Forward a cross-repository mount without its `mount` and `from` parameters, so the
     /// registry opens an ordinary upload session: what a registry declining a mount does.
     DeclineMount,
+    /// Answer `307 Temporary Redirect` to the same path on the registry itself, the way a
+    /// registry sends blob downloads to its object storage.
+    Redirect,
 }
 
 struct Rule {
@@ -332,6 +335,16 @@ impl FaultProxy {
             path_contains: "mount=".to_owned(),
             remaining: usize::MAX,
             fault: Fault::DeclineMount,
+        });
+    }
+
+    /// Redirects every blob download to the registry itself from now on.
+    pub fn redirect_blobs(&self) {
+        self.state().rules.push(Rule {
+            method: "GET".to_owned(),
+            path_contains: "/blobs/sha256:".to_owned(),
+            remaining: usize::MAX,
+            fault: Fault::Redirect,
         });
     }
 
@@ -473,6 +486,10 @@ fn proxy_one(client: TcpStream, upstream: &str, state: &Mutex<ProxyState>) -> st
                 &format!(r#"{{"errors":[{{"code":"{code}","message":"injected by the fault proxy"}}]}}"#),
             )
         }
+        Decision::Fault(Fault::Redirect) => {
+            head.drain_body(&mut reader)?;
+            respond(&mut client, 307, &[("Location", format!("http://{upstream}{}", head.target))], "")
+        }
         Decision::Fault(Fault::DeclineMount) => {
             let target = without_mount(&head.target);
             forward(client, reader, upstream, &head, &target, strip_auth)
@@ -530,6 +547,7 @@ fn forward(
 fn respond(client: &mut TcpStream, status: u16, extra_headers: &[(&str, String)], body: &str) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
+        307 => "Temporary Redirect",
         401 => "Unauthorized",
         429 => "Too Many Requests",
         500 => "Internal Server Error",

@@ -71,12 +71,7 @@ pub(crate) struct JsonIndex {
 impl JsonIndex {
     /// Indexes `text`, which must hold exactly one JSON value (surrounded by whitespace).
     pub(crate) fn parse(text: &str) -> Result<JsonIndex, JsonSyntaxError> {
-        let mut parser = Parser {
-            text,
-            bytes: text.as_bytes(),
-            at: 0,
-            index: JsonIndex::default(),
-        };
+        let mut parser = Parser { text, bytes: text.as_bytes(), at: 0, index: JsonIndex::default() };
         // A byte order mark is not JSON, but editors write one; it is skipped, not kept out.
         if text.starts_with('\u{feff}') {
             parser.at = '\u{feff}'.len_utf8();
@@ -107,17 +102,8 @@ impl Parser<'_> {
     fn error(&self, message: &str) -> JsonSyntaxError {
         let before = &self.text[..floor_char_boundary(self.text, self.at)];
         let line = before.matches('\n').count() + 1;
-        let column = before
-            .rsplit('\n')
-            .next()
-            .map_or(0, |tail| tail.chars().count())
-            + 1;
-        JsonSyntaxError {
-            line,
-            column,
-            message: message.to_owned(),
-            duplicate: None,
-        }
+        let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+        JsonSyntaxError { line, column, message: message.to_owned(), duplicate: None }
     }
 
     fn line_at(&self, offset: usize) -> usize {
@@ -139,12 +125,7 @@ impl Parser<'_> {
         }
     }
 
-    fn value(
-        &mut self,
-        path: YamlPath,
-        key_start: Option<usize>,
-        depth: usize,
-    ) -> Result<(), JsonSyntaxError> {
+    fn value(&mut self, path: YamlPath, key_start: Option<usize>, depth: usize) -> Result<(), JsonSyntaxError> {
         if depth > MAX_DEPTH {
             return Err(self.error("the document nests deeper than 256 levels"));
         }
@@ -160,15 +141,7 @@ impl Parser<'_> {
             Some(_) => return Err(self.error("expected a value")),
             None => return Err(self.error("the document ends where a value was expected")),
         };
-        let node = JsonNode {
-            kind,
-            start,
-            end: self.at,
-            line: self.line_at(start),
-            scalar,
-            len,
-            key_start,
-        };
+        let node = JsonNode { kind, start, end: self.at, line: self.line_at(start), scalar, len, key_start };
         self.index.nodes.insert(path, node);
         Ok(())
     }
@@ -324,8 +297,8 @@ impl Parser<'_> {
             .and_then(|digits| std::str::from_utf8(digits).ok())
             .filter(|digits| digits.chars().all(|c| c.is_ascii_hexdigit()))
             .ok_or_else(|| self.error("expected four hexadecimal digits after \\u"))?;
-        let value = u32::from_str_radix(digits, 16)
-            .map_err(|_| self.error("expected four hexadecimal digits after \\u"))?;
+        let value =
+            u32::from_str_radix(digits, 16).map_err(|_| self.error("expected four hexadecimal digits after \\u"))?;
         self.at += 4;
         Ok(value)
     }
@@ -421,15 +394,8 @@ mod tests {
         assert_eq!(&text[tag.start..tag.end], "\"1.0\"");
         assert_eq!(tag.scalar.as_deref(), Some("1.0"));
         assert_eq!(tag.line, 2);
-        assert_eq!(
-            &text[tag.key_start.unwrap()..tag.start],
-            "\"tag\": ",
-            "the key span leads to the value"
-        );
-        assert_eq!(
-            index.get(&path("ports[1]")).unwrap().scalar.as_deref(),
-            Some("-4.5e2")
-        );
+        assert_eq!(&text[tag.key_start.unwrap()..tag.start], "\"tag\": ", "the key span leads to the value");
+        assert_eq!(index.get(&path("ports[1]")).unwrap().scalar.as_deref(), Some("-4.5e2"));
         assert_eq!(index.get(&path("ports")).unwrap().len, 3);
         assert_eq!(index.get(&path("image.pull")).unwrap().kind, JsonKind::Null);
         assert_eq!(index.get(&YamlPath::root()).unwrap().kind, JsonKind::Object);
@@ -439,10 +405,7 @@ mod tests {
     fn decodes_escapes() {
         let text = r#"{"a": "x\"\\\/\n\u00e9\ud83d\ude00"}"#;
         let index = JsonIndex::parse(text).unwrap();
-        assert_eq!(
-            index.get(&path("a")).unwrap().scalar.as_deref(),
-            Some("x\"\\/\né😀")
-        );
+        assert_eq!(index.get(&path("a")).unwrap().scalar.as_deref(), Some("x\"\\/\né😀"));
     }
 
     #[test]

@@ -15,9 +15,8 @@ use octocrab::Octocrab;
 use serde_json::{Value, json};
 
 use super::{
-    ChangeRequestDraft, ChangeRequestState, ChangeRequestStatus, CommitState, CommitStatus, Forge,
-    ForgeError, MergeMethod, encode_segment, millis_of, parse_retry_after, repository_path,
-    wait_until_epoch,
+    ChangeRequestDraft, ChangeRequestState, ChangeRequestStatus, CommitState, CommitStatus, Forge, ForgeError,
+    MergeMethod, encode_segment, millis_of, parse_retry_after, repository_path, wait_until_epoch,
 };
 use crate::model::ChangeRequest;
 
@@ -45,11 +44,7 @@ impl std::fmt::Debug for GitHubAuth {
         // Tokens and keys must never reach logs through a derived Debug.
         match self {
             GitHubAuth::Token(_) => formatter.write_str("GitHubAuth::Token(..)"),
-            GitHubAuth::App {
-                app_id,
-                installation_id,
-                ..
-            } => formatter
+            GitHubAuth::App { app_id, installation_id, .. } => formatter
                 .debug_struct("GitHubAuth::App")
                 .field("app_id", app_id)
                 .field("installation_id", installation_id)
@@ -80,25 +75,17 @@ impl GitHubForge {
     /// # Errors
     /// [`ForgeError::Setup`] for a malformed URL or private key.
     pub fn new(api_url: &str, auth: GitHubAuth) -> Result<GitHubForge, ForgeError> {
-        let setup = |reason: String| ForgeError::Setup {
-            forge: FORGE,
-            reason,
-        };
+        let setup = |reason: String| ForgeError::Setup { forge: FORGE, reason };
         let builder = Octocrab::builder()
             .base_uri(api_url)
             .map_err(|error| setup(format!("use API url {api_url:?}: {error}")))?
             .set_connect_timeout(Some(Duration::from_secs(10)))
             .set_read_timeout(Some(Duration::from_secs(30)));
         let client = match auth {
-            GitHubAuth::Token(token) => builder
-                .personal_token(token)
-                .build()
-                .map_err(|error| setup(error.to_string()))?,
-            GitHubAuth::App {
-                app_id,
-                private_key_pem,
-                installation_id,
-            } => {
+            GitHubAuth::Token(token) => {
+                builder.personal_token(token).build().map_err(|error| setup(error.to_string()))?
+            }
+            GitHubAuth::App { app_id, private_key_pem, installation_id } => {
                 let key = octocrab::EncodingKey::from_rsa_pem(&private_key_pem)
                     .map_err(|error| setup(format!("read the app's private key: {error}")))?;
                 builder
@@ -132,74 +119,32 @@ impl GitHubForge {
         }
         .map_err(transport)?;
         let now = chrono::Utc::now();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
         let status = response.status().as_u16();
         let retry_after = header("retry-after").and_then(|value| parse_retry_after(&value, now));
-        let rate_limit_reset =
-            header("x-ratelimit-reset").and_then(|value| wait_until_epoch(&value, now));
+        let rate_limit_reset = header("x-ratelimit-reset").and_then(|value| wait_until_epoch(&value, now));
         let rate_limit_exhausted = header("x-ratelimit-remaining").as_deref() == Some("0");
-        let text = self
-            .client
-            .body_to_string(response)
-            .await
-            .map_err(transport)?;
+        let text = self.client.body_to_string(response).await.map_err(transport)?;
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Ok(Answer {
-            status,
-            retry_after,
-            rate_limit_reset,
-            rate_limit_exhausted,
-            body,
-        })
+        Ok(Answer { status, retry_after, rate_limit_reset, rate_limit_exhausted, body })
     }
 
     /// Sends a request and turns anything but a 2xx answer into an error.
-    async fn call(
-        &self,
-        operation: &str,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ForgeError> {
+    async fn call(&self, operation: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ForgeError> {
         let answer = self.send(operation, method, path, body).await?;
-        if (200..300).contains(&answer.status) {
-            Ok(answer.body)
-        } else {
-            Err(error_of(operation, answer))
-        }
+        if (200..300).contains(&answer.status) { Ok(answer.body) } else { Err(error_of(operation, answer)) }
     }
 
-    async fn pull_request(
-        &self,
-        repo: &str,
-        number: i64,
-    ) -> Result<Value, ForgeError> {
+    async fn pull_request(&self, repo: &str, number: i64) -> Result<Value, ForgeError> {
         let path = repository_path(FORGE, repo)?;
-        self.call(
-            "read pull request",
-            "GET",
-            &format!("/repos/{path}/pulls/{number}"),
-            None,
-        )
-        .await
+        self.call("read pull request", "GET", &format!("/repos/{path}/pulls/{number}"), None).await
     }
 
-    async fn add_review_options(
-        &self,
-        path: &str,
-        pull: &Value,
-        draft: &ChangeRequestDraft,
-    ) -> Result<(), ForgeError> {
+    async fn add_review_options(&self, path: &str, pull: &Value, draft: &ChangeRequestDraft) -> Result<(), ForgeError> {
         let number = pull_number(pull, "open pull request")?;
         let review = &draft.review;
         if !review.labels.is_empty() {
@@ -212,14 +157,10 @@ impl GitHubForge {
             .await?;
         }
         if !review.reviewers.is_empty() {
-            let (teams, users): (Vec<&String>, Vec<&String>) = review
-                .reviewers
-                .iter()
-                .partition(|reviewer| reviewer.contains('/'));
-            let team_slugs: Vec<&str> = teams
-                .iter()
-                .filter_map(|team| team.split_once('/').map(|(_, slug)| slug))
-                .collect();
+            let (teams, users): (Vec<&String>, Vec<&String>) =
+                review.reviewers.iter().partition(|reviewer| reviewer.contains('/'));
+            let team_slugs: Vec<&str> =
+                teams.iter().filter_map(|team| team.split_once('/').map(|(_, slug)| slug)).collect();
             self.call(
                 "request reviewers",
                 "POST",
@@ -230,9 +171,10 @@ impl GitHubForge {
         }
         if let Some(method) = review.auto_merge {
             // Auto-merge exists only in the GraphQL API.
-            let node_id = pull.get("node_id").and_then(Value::as_str).ok_or_else(|| {
-                decode("enable auto-merge", "the pull request has no node_id")
-            })?;
+            let node_id = pull
+                .get("node_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| decode("enable auto-merge", "the pull request has no node_id"))?;
             let mutation = "mutation($id: ID!, $method: PullRequestMergeMethod!) { \
                 enablePullRequestAutoMerge(input: {pullRequestId: $id, mergeMethod: $method}) \
                 { clientMutationId } }";
@@ -250,10 +192,7 @@ impl GitHubForge {
             if let Some(errors) = answer.get("errors").and_then(Value::as_array)
                 && let Some(first) = errors.first()
             {
-                let message = first
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("GraphQL error");
+                let message = first.get("message").and_then(Value::as_str).unwrap_or("GraphQL error");
                 return Err(ForgeError::Status {
                     forge: FORGE,
                     operation: "enable auto-merge".into(),
@@ -272,11 +211,7 @@ impl Forge for GitHubForge {
         FORGE
     }
 
-    async fn find_change_request(
-        &self,
-        repo: &str,
-        branch: &str,
-    ) -> Result<Option<ChangeRequest>, ForgeError> {
+    async fn find_change_request(&self, repo: &str, branch: &str) -> Result<Option<ChangeRequest>, ForgeError> {
         let path = repository_path(FORGE, repo)?;
         let owner = path.split('/').next().unwrap_or_default();
         // `head` filters by `owner:branch`; the newest comes first.
@@ -291,9 +226,7 @@ impl Forge for GitHubForge {
                 None,
             )
             .await?;
-        let pulls = pulls
-            .as_array()
-            .ok_or_else(|| decode("find pull request", "expected a list of pull requests"))?;
+        let pulls = pulls.as_array().ok_or_else(|| decode("find pull request", "expected a list of pull requests"))?;
         pulls
             .iter()
             .find(|pull| pull.pointer("/head/ref").and_then(Value::as_str) == Some(branch))
@@ -301,14 +234,11 @@ impl Forge for GitHubForge {
             .transpose()
     }
 
-    async fn open_change_request(
-        &self,
-        draft: &ChangeRequestDraft,
-    ) -> Result<(ChangeRequest, bool), ForgeError> {
+    async fn open_change_request(&self, draft: &ChangeRequestDraft) -> Result<(ChangeRequest, bool), ForgeError> {
         let path = repository_path(FORGE, &draft.repo)?;
         if let Some(existing) = self.find_change_request(&draft.repo, &draft.branch).await? {
-            let reusable = existing.state == "open"
-                || (existing.state == "merged" && existing.head_commit == draft.head_commit);
+            let reusable =
+                existing.state == "open" || (existing.state == "merged" && existing.head_commit == draft.head_commit);
             if reusable {
                 return Ok((with_run(existing, draft), false));
             }
@@ -321,24 +251,12 @@ impl Forge for GitHubForge {
             "draft": draft.review.draft,
             "maintainer_can_modify": false,
         });
-        let answer = self
-            .send(
-                "open pull request",
-                "POST",
-                &format!("/repos/{path}/pulls"),
-                Some(&request),
-            )
-            .await?;
+        let answer = self.send("open pull request", "POST", &format!("/repos/{path}/pulls"), Some(&request)).await?;
         if answer.status == 422 && already_exists(&answer.body) {
             // Another writer opened it between the lookup and the create.
-            let existing = self
-                .find_change_request(&draft.repo, &draft.branch)
-                .await?
-                .ok_or_else(|| ForgeError::NotFound {
-                    forge: FORGE,
-                    repo: draft.repo.clone(),
-                    branch: draft.branch.clone(),
-                })?;
+            let existing = self.find_change_request(&draft.repo, &draft.branch).await?.ok_or_else(|| {
+                ForgeError::NotFound { forge: FORGE, repo: draft.repo.clone(), branch: draft.branch.clone() }
+            })?;
             return Ok((with_run(existing, draft), false));
         }
         if !(200..300).contains(&answer.status) {
@@ -349,10 +267,7 @@ impl Forge for GitHubForge {
         Ok((created, true))
     }
 
-    async fn change_request_status(
-        &self,
-        request: &ChangeRequest,
-    ) -> Result<ChangeRequestStatus, ForgeError> {
+    async fn change_request_status(&self, request: &ChangeRequest) -> Result<ChangeRequestStatus, ForgeError> {
         let pull = self.pull_request(&request.repo, request.id).await?;
         status_of(&pull)
     }
@@ -400,24 +315,11 @@ impl Forge for GitHubForge {
             return Ok(merged);
         }
         // The merge endpoint answered; the pull request may lag behind it for a moment.
-        let merge_commit = answer
-            .body
-            .get("sha")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        Ok(ChangeRequestStatus {
-            state: ChangeRequestState::Merged,
-            merge_commit,
-            ..merged
-        })
+        let merge_commit = answer.body.get("sha").and_then(Value::as_str).map(str::to_owned);
+        Ok(ChangeRequestStatus { state: ChangeRequestState::Merged, merge_commit, ..merged })
     }
 
-    async fn set_commit_status(
-        &self,
-        repo: &str,
-        commit: &str,
-        status: &CommitStatus,
-    ) -> Result<(), ForgeError> {
+    async fn set_commit_status(&self, repo: &str, commit: &str, status: &CommitStatus) -> Result<(), ForgeError> {
         let path = repository_path(FORGE, repo)?;
         let state = match status.state {
             CommitState::Pending => "pending",
@@ -444,23 +346,15 @@ impl Forge for GitHubForge {
 }
 
 fn decode(operation: &str, reason: &str) -> ForgeError {
-    ForgeError::Decode {
-        forge: FORGE,
-        operation: operation.to_owned(),
-        reason: reason.to_owned(),
-    }
+    ForgeError::Decode { forge: FORGE, operation: operation.to_owned(), reason: reason.to_owned() }
 }
 
 /// The error body's `message`, with the `errors[].message` details GitHub adds for 422s.
 fn message_of(body: &Value) -> String {
-    let mut message = body
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| match body {
-            Value::String(text) => text.chars().take(200).collect(),
-            _ => "no message".to_owned(),
-        });
+    let mut message = body.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| match body {
+        Value::String(text) => text.chars().take(200).collect(),
+        _ => "no message".to_owned(),
+    });
     if let Some(errors) = body.get("errors").and_then(Value::as_array) {
         for detail in errors {
             if let Some(text) = detail.get("message").and_then(Value::as_str) {
@@ -474,9 +368,7 @@ fn message_of(body: &Value) -> String {
 
 /// Whether a 422 says that a pull request for the branch exists already.
 fn already_exists(body: &Value) -> bool {
-    message_of(body)
-        .to_ascii_lowercase()
-        .contains("a pull request already exists")
+    message_of(body).to_ascii_lowercase().contains("a pull request already exists")
 }
 
 /// Maps a non-2xx answer to an error. Rate limits come in two kinds (both as 403 or 429):
@@ -490,43 +382,23 @@ fn error_of(operation: &str, answer: Answer) -> ForgeError {
     if rate_limited {
         let retry_after = answer
             .retry_after
-            .or(answer
-                .rate_limit_exhausted
-                .then_some(answer.rate_limit_reset)
-                .flatten())
+            .or(answer.rate_limit_exhausted.then_some(answer.rate_limit_reset).flatten())
             // GitHub asks for at least a minute when a secondary limit names no time.
             .or(Some(Duration::from_secs(60)));
-        return ForgeError::RateLimited {
-            forge: FORGE,
-            operation: operation.to_owned(),
-            retry_after,
-            message,
-        };
+        return ForgeError::RateLimited { forge: FORGE, operation: operation.to_owned(), retry_after, message };
     }
     if answer.status == 409 {
-        return ForgeError::Conflict {
-            forge: FORGE,
-            operation: operation.to_owned(),
-            message,
-        };
+        return ForgeError::Conflict { forge: FORGE, operation: operation.to_owned(), message };
     }
-    ForgeError::Status {
-        forge: FORGE,
-        operation: operation.to_owned(),
-        status: answer.status,
-        message,
-    }
+    ForgeError::Status { forge: FORGE, operation: operation.to_owned(), status: answer.status, message }
 }
 
 fn pull_number(pull: &Value, operation: &str) -> Result<i64, ForgeError> {
-    pull.get("number")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| decode(operation, "the pull request has no number"))
+    pull.get("number").and_then(Value::as_i64).ok_or_else(|| decode(operation, "the pull request has no number"))
 }
 
 fn pull_state(pull: &Value) -> Result<ChangeRequestState, ForgeError> {
-    let merged =
-        pull.get("merged").and_then(Value::as_bool) == Some(true) || pull["merged_at"].is_string();
+    let merged = pull.get("merged").and_then(Value::as_bool) == Some(true) || pull["merged_at"].is_string();
     match pull.get("state").and_then(Value::as_str) {
         Some("open") => Ok(ChangeRequestState::Open),
         Some("closed") if merged => Ok(ChangeRequestState::Merged),
@@ -536,39 +408,22 @@ fn pull_state(pull: &Value) -> Result<ChangeRequestState, ForgeError> {
 }
 
 fn status_of(pull: &Value) -> Result<ChangeRequestStatus, ForgeError> {
-    let text = |pointer: &str| {
-        pull.pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let text = |pointer: &str| pull.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
     let state = pull_state(pull)?;
     Ok(ChangeRequestStatus {
         id: pull_number(pull, "read pull request")?,
         state,
         head_commit: text("/head/sha")
             .ok_or_else(|| decode("read pull request", "the pull request has no head sha"))?,
-        merge_commit: if state == ChangeRequestState::Merged {
-            text("/merge_commit_sha")
-        } else {
-            None
-        },
+        merge_commit: if state == ChangeRequestState::Merged { text("/merge_commit_sha") } else { None },
         approved: None,
         checks: None,
         url: text("/html_url"),
     })
 }
 
-fn change_request_of(
-    repo: &str,
-    pull: &Value,
-    run_id: Option<&str>,
-) -> Result<ChangeRequest, ForgeError> {
-    let text = |pointer: &str| {
-        pull.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+fn change_request_of(repo: &str, pull: &Value, run_id: Option<&str>) -> Result<ChangeRequest, ForgeError> {
+    let text = |pointer: &str| pull.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
     Ok(ChangeRequest {
         id: pull_number(pull, "read pull request")?,
         forge: FORGE.to_owned(),
@@ -595,21 +450,13 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, body: Value) -> Answer {
-        Answer {
-            status,
-            retry_after: None,
-            rate_limit_reset: None,
-            rate_limit_exhausted: false,
-            body,
-        }
+        Answer { status, retry_after: None, rate_limit_reset: None, rate_limit_exhausted: false, body }
     }
 
     #[test]
     fn a_403_is_a_rate_limit_only_when_it_says_so() {
-        let forbidden = error_of(
-            "open pull request",
-            answer(403, json!({"message": "Resource not accessible by integration"})),
-        );
+        let forbidden =
+            error_of("open pull request", answer(403, json!({"message": "Resource not accessible by integration"})));
         assert!(matches!(forbidden, ForgeError::Status { status: 403, .. }));
         assert!(!forbidden.is_transient());
 
@@ -635,10 +482,7 @@ mod tests {
             json!({"number": 7, "state": state, "merged": merged, "head": {"sha": "abc"},
                    "merge_commit_sha": "def"})
         };
-        assert_eq!(
-            status_of(&pull("open", false)).unwrap().state,
-            ChangeRequestState::Open
-        );
+        assert_eq!(status_of(&pull("open", false)).unwrap().state, ChangeRequestState::Open);
         let merged = status_of(&pull("closed", true)).unwrap();
         assert_eq!(merged.state, ChangeRequestState::Merged);
         assert_eq!(merged.merge_commit.as_deref(), Some("def"));

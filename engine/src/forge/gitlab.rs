@@ -11,9 +11,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{
-    ChangeRequestDraft, ChangeRequestState, ChangeRequestStatus, CommitState, CommitStatus, Forge,
-    ForgeError, MergeMethod, encode_segment, millis_of, parse_retry_after, repository_path,
-    wait_until_epoch,
+    ChangeRequestDraft, ChangeRequestState, ChangeRequestStatus, CommitState, CommitStatus, Forge, ForgeError,
+    MergeMethod, encode_segment, millis_of, parse_retry_after, repository_path, wait_until_epoch,
 };
 use crate::model::ChangeRequest;
 
@@ -29,10 +28,7 @@ pub struct GitLabForge {
 
 impl std::fmt::Debug for GitLabForge {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("GitLabForge")
-            .field("api", &self.api)
-            .finish_non_exhaustive()
+        formatter.debug_struct("GitLabForge").field("api", &self.api).finish_non_exhaustive()
     }
 }
 
@@ -49,10 +45,7 @@ impl GitLabForge {
     /// # Errors
     /// [`ForgeError::Setup`] for a URL that is not http(s) or a token that cannot be sent.
     pub fn new(base_url: &str, token: &str) -> Result<GitLabForge, ForgeError> {
-        let setup = |reason: String| ForgeError::Setup {
-            forge: FORGE,
-            reason,
-        };
+        let setup = |reason: String| ForgeError::Setup { forge: FORGE, reason };
         let base = base_url.trim_end_matches('/');
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(setup(format!("use url {base_url:?}: expected http(s)://")));
@@ -66,16 +59,8 @@ impl GitLabForge {
             .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| setup(error.to_string()))?;
-        let api = if base.ends_with("/api/v4") {
-            base.to_owned()
-        } else {
-            format!("{base}/api/v4")
-        };
-        Ok(GitLabForge {
-            http,
-            api,
-            token: token.to_owned(),
-        })
+        let api = if base.ends_with("/api/v4") { base.to_owned() } else { format!("{base}/api/v4") };
+        Ok(GitLabForge { http, api, token: token.to_owned() })
     }
 
     async fn send(
@@ -90,22 +75,13 @@ impl GitLabForge {
             operation: operation.to_owned(),
             source: Box::new(error.without_url()),
         };
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.api))
-            .header("PRIVATE-TOKEN", &self.token);
+        let mut request = self.http.request(method, format!("{}{path}", self.api)).header("PRIVATE-TOKEN", &self.token);
         if let Some(body) = body {
             request = request.json(body);
         }
         let response = request.send().await.map_err(transport)?;
         let now = chrono::Utc::now();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
         let status = response.status().as_u16();
         let retry_after = header("retry-after")
             .and_then(|value| parse_retry_after(&value, now))
@@ -116,11 +92,7 @@ impl GitLabForge {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
+        Ok(Answer { status, retry_after, body })
     }
 
     async fn call(
@@ -131,11 +103,7 @@ impl GitLabForge {
         body: Option<&Value>,
     ) -> Result<Value, ForgeError> {
         let answer = self.send(operation, method, path, body).await?;
-        if (200..300).contains(&answer.status) {
-            Ok(answer.body)
-        } else {
-            Err(error_of(operation, answer))
-        }
+        if (200..300).contains(&answer.status) { Ok(answer.body) } else { Err(error_of(operation, answer)) }
     }
 
     fn project(repo: &str) -> Result<String, ForgeError> {
@@ -144,13 +112,7 @@ impl GitLabForge {
 
     async fn merge_request(&self, repo: &str, iid: i64) -> Result<Value, ForgeError> {
         let project = Self::project(repo)?;
-        self.call(
-            "read merge request",
-            Method::GET,
-            &format!("/projects/{project}/merge_requests/{iid}"),
-            None,
-        )
-        .await
+        self.call("read merge request", Method::GET, &format!("/projects/{project}/merge_requests/{iid}"), None).await
     }
 
     /// User ids for user names (GitLab assigns reviewers by id).
@@ -158,12 +120,7 @@ impl GitLabForge {
         let mut ids = Vec::with_capacity(names.len());
         for name in names {
             let users = self
-                .call(
-                    "look up reviewer",
-                    Method::GET,
-                    &format!("/users?username={}", encode_segment(name)),
-                    None,
-                )
+                .call("look up reviewer", Method::GET, &format!("/users?username={}", encode_segment(name)), None)
                 .await?;
             let id = users
                 .as_array()
@@ -184,12 +141,7 @@ impl GitLabForge {
     async fn approval_state(&self, repo: &str, iid: i64) -> Result<Option<bool>, ForgeError> {
         let project = Self::project(repo)?;
         let approvals = self
-            .call(
-                "read approvals",
-                Method::GET,
-                &format!("/projects/{project}/merge_requests/{iid}/approvals"),
-                None,
-            )
+            .call("read approvals", Method::GET, &format!("/projects/{project}/merge_requests/{iid}/approvals"), None)
             .await?;
         Ok(approvals.get("approved").and_then(Value::as_bool))
     }
@@ -204,10 +156,7 @@ impl GitLabForge {
         self.call(
             "approve merge request",
             Method::POST,
-            &format!(
-                "/projects/{project}/merge_requests/{}/approve",
-                request.id
-            ),
+            &format!("/projects/{project}/merge_requests/{}/approve", request.id),
             Some(&json!({ "sha": request.head_commit })),
         )
         .await?;
@@ -221,11 +170,7 @@ impl Forge for GitLabForge {
         FORGE
     }
 
-    async fn find_change_request(
-        &self,
-        repo: &str,
-        branch: &str,
-    ) -> Result<Option<ChangeRequest>, ForgeError> {
+    async fn find_change_request(&self, repo: &str, branch: &str) -> Result<Option<ChangeRequest>, ForgeError> {
         let project = Self::project(repo)?;
         let requests = self
             .call(
@@ -238,9 +183,8 @@ impl Forge for GitLabForge {
                 None,
             )
             .await?;
-        let requests = requests
-            .as_array()
-            .ok_or_else(|| decode("find merge request", "expected a list of merge requests"))?;
+        let requests =
+            requests.as_array().ok_or_else(|| decode("find merge request", "expected a list of merge requests"))?;
         requests
             .iter()
             .find(|request| request.get("source_branch").and_then(Value::as_str) == Some(branch))
@@ -248,24 +192,17 @@ impl Forge for GitLabForge {
             .transpose()
     }
 
-    async fn open_change_request(
-        &self,
-        draft: &ChangeRequestDraft,
-    ) -> Result<(ChangeRequest, bool), ForgeError> {
+    async fn open_change_request(&self, draft: &ChangeRequestDraft) -> Result<(ChangeRequest, bool), ForgeError> {
         let project = Self::project(&draft.repo)?;
         if let Some(existing) = self.find_change_request(&draft.repo, &draft.branch).await? {
-            let reusable = existing.state == "open"
-                || (existing.state == "merged" && existing.head_commit == draft.head_commit);
+            let reusable =
+                existing.state == "open" || (existing.state == "merged" && existing.head_commit == draft.head_commit);
             if reusable {
                 return Ok((with_run(existing, draft), false));
             }
         }
         let review = &draft.review;
-        let title = if review.draft {
-            format!("Draft: {}", draft.title)
-        } else {
-            draft.title.clone()
-        };
+        let title = if review.draft { format!("Draft: {}", draft.title) } else { draft.title.clone() };
         let mut request = json!({
             "source_branch": draft.branch,
             "target_branch": draft.base,
@@ -283,24 +220,14 @@ impl Forge for GitLabForge {
             request["squash"] = json!(true);
         }
         let answer = self
-            .send(
-                "open merge request",
-                Method::POST,
-                &format!("/projects/{project}/merge_requests"),
-                Some(&request),
-            )
+            .send("open merge request", Method::POST, &format!("/projects/{project}/merge_requests"), Some(&request))
             .await?;
         if answer.status == 409 {
             // "Another open merge request already exists for this source branch": another
             // writer won the race; use theirs.
-            let existing = self
-                .find_change_request(&draft.repo, &draft.branch)
-                .await?
-                .ok_or_else(|| ForgeError::NotFound {
-                    forge: FORGE,
-                    repo: draft.repo.clone(),
-                    branch: draft.branch.clone(),
-                })?;
+            let existing = self.find_change_request(&draft.repo, &draft.branch).await?.ok_or_else(|| {
+                ForgeError::NotFound { forge: FORGE, repo: draft.repo.clone(), branch: draft.branch.clone() }
+            })?;
             return Ok((with_run(existing, draft), false));
         }
         if !(200..300).contains(&answer.status) {
@@ -324,10 +251,7 @@ impl Forge for GitLabForge {
         Ok((created, true))
     }
 
-    async fn change_request_status(
-        &self,
-        request: &ChangeRequest,
-    ) -> Result<ChangeRequestStatus, ForgeError> {
+    async fn change_request_status(&self, request: &ChangeRequest) -> Result<ChangeRequestStatus, ForgeError> {
         let merge_request = self.merge_request(&request.repo, request.id).await?;
         let mut status = status_of(&merge_request)?;
         if status.state == ChangeRequestState::Open {
@@ -378,12 +302,7 @@ impl Forge for GitLabForge {
         }
     }
 
-    async fn set_commit_status(
-        &self,
-        repo: &str,
-        commit: &str,
-        status: &CommitStatus,
-    ) -> Result<(), ForgeError> {
+    async fn set_commit_status(&self, repo: &str, commit: &str, status: &CommitStatus) -> Result<(), ForgeError> {
         let project = Self::project(repo)?;
         let state = match status.state {
             CommitState::Pending => "pending",
@@ -407,11 +326,7 @@ impl Forge for GitLabForge {
 }
 
 fn decode(operation: &str, reason: &str) -> ForgeError {
-    ForgeError::Decode {
-        forge: FORGE,
-        operation: operation.to_owned(),
-        reason: reason.to_owned(),
-    }
+    ForgeError::Decode { forge: FORGE, operation: operation.to_owned(), reason: reason.to_owned() }
 }
 
 /// GitLab's `message` is a string, a list, or a map of field → list; `error` is used too.
@@ -436,16 +351,12 @@ fn message_of(body: &Value) -> String {
             flatten(value, &mut parts);
         }
     }
-    if parts.is_empty() {
-        if let Value::String(text) = body {
-            parts.push(text.chars().take(200).collect());
-        }
+    if parts.is_empty()
+        && let Value::String(text) = body
+    {
+        parts.push(text.chars().take(200).collect());
     }
-    if parts.is_empty() {
-        "no message".to_owned()
-    } else {
-        parts.join("; ")
-    }
+    if parts.is_empty() { "no message".to_owned() } else { parts.join("; ") }
 }
 
 fn error_of(operation: &str, answer: Answer) -> ForgeError {
@@ -457,17 +368,8 @@ fn error_of(operation: &str, answer: Answer) -> ForgeError {
             retry_after: answer.retry_after.or(Some(Duration::from_secs(60))),
             message,
         },
-        409 => ForgeError::Conflict {
-            forge: FORGE,
-            operation: operation.to_owned(),
-            message,
-        },
-        status => ForgeError::Status {
-            forge: FORGE,
-            operation: operation.to_owned(),
-            status,
-            message,
-        },
+        409 => ForgeError::Conflict { forge: FORGE, operation: operation.to_owned(), message },
+        status => ForgeError::Status { forge: FORGE, operation: operation.to_owned(), status, message },
     }
 }
 
@@ -481,12 +383,7 @@ fn state_of(request: &Value) -> Result<ChangeRequestState, ForgeError> {
 }
 
 fn status_of(request: &Value) -> Result<ChangeRequestStatus, ForgeError> {
-    let text = |pointer: &str| {
-        request
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let text = |pointer: &str| request.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
     let state = state_of(request)?;
     Ok(ChangeRequestStatus {
         id: request
@@ -494,8 +391,7 @@ fn status_of(request: &Value) -> Result<ChangeRequestStatus, ForgeError> {
             .and_then(Value::as_i64)
             .ok_or_else(|| decode("read merge request", "the merge request has no iid"))?,
         state,
-        head_commit: text("/sha")
-            .ok_or_else(|| decode("read merge request", "the merge request has no sha"))?,
+        head_commit: text("/sha").ok_or_else(|| decode("read merge request", "the merge request has no sha"))?,
         merge_commit: if state == ChangeRequestState::Merged {
             text("/merge_commit_sha").or_else(|| text("/squash_commit_sha"))
         } else {
@@ -507,18 +403,8 @@ fn status_of(request: &Value) -> Result<ChangeRequestStatus, ForgeError> {
     })
 }
 
-fn change_request_of(
-    repo: &str,
-    request: &Value,
-    run_id: Option<&str>,
-) -> Result<ChangeRequest, ForgeError> {
-    let text = |pointer: &str| {
-        request
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+fn change_request_of(repo: &str, request: &Value, run_id: Option<&str>) -> Result<ChangeRequest, ForgeError> {
+    let text = |pointer: &str| request.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
     let status = status_of(request)?;
     Ok(ChangeRequest {
         id: status.id,
@@ -551,14 +437,8 @@ mod tests {
             message_of(&json!({"message": ["Another open merge request already exists for this source branch: !7"]})),
             "Another open merge request already exists for this source branch: !7"
         );
-        assert_eq!(
-            message_of(&json!({"message": {"title": ["can't be blank"]}})),
-            "title can't be blank"
-        );
-        assert_eq!(
-            message_of(&json!({"error": "insufficient_scope"})),
-            "insufficient_scope"
-        );
+        assert_eq!(message_of(&json!({"message": {"title": ["can't be blank"]}})), "title can't be blank");
+        assert_eq!(message_of(&json!({"error": "insufficient_scope"})), "insufficient_scope");
         assert_eq!(message_of(&Value::Null), "no message");
     }
 

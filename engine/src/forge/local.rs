@@ -11,8 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    ChangeRequestDraft, ChangeRequestState, ChangeRequestStatus, CommitStatus, Forge, ForgeError,
-    MergeMethod,
+    ChangeRequestDraft, ChangeRequestState, ChangeRequestStatus, CommitStatus, Forge, ForgeError, MergeMethod,
 };
 use crate::git::EnvRepo;
 use crate::model::ChangeRequest;
@@ -31,10 +30,7 @@ impl LocalForge {
     /// A local forge recording into `store`. It can open and track change requests; merging
     /// needs [`LocalForge::with_mirrors`].
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            mirrors: None,
-        }
+        Self { store, mirrors: None }
     }
 
     /// The same forge, merging through warm mirrors kept under `cache_dir` (the directory
@@ -46,10 +42,7 @@ impl LocalForge {
     }
 
     fn store_error(branch: &str) -> impl FnOnce(crate::error::StoreError) -> ForgeError + '_ {
-        move |source| ForgeError::Store {
-            branch: branch.to_owned(),
-            source,
-        }
+        move |source| ForgeError::Store { branch: branch.to_owned(), source: Box::new(source) }
     }
 
     async fn current(&self, request: &ChangeRequest) -> Result<ChangeRequest, ForgeError> {
@@ -89,21 +82,11 @@ impl Forge for LocalForge {
         "local"
     }
 
-    async fn find_change_request(
-        &self,
-        repo: &str,
-        branch: &str,
-    ) -> Result<Option<ChangeRequest>, ForgeError> {
-        self.store
-            .find_change_request(self.name(), repo, branch)
-            .await
-            .map_err(Self::store_error(branch))
+    async fn find_change_request(&self, repo: &str, branch: &str) -> Result<Option<ChangeRequest>, ForgeError> {
+        self.store.find_change_request(self.name(), repo, branch).await.map_err(Self::store_error(branch))
     }
 
-    async fn open_change_request(
-        &self,
-        draft: &ChangeRequestDraft,
-    ) -> Result<(ChangeRequest, bool), ForgeError> {
+    async fn open_change_request(&self, draft: &ChangeRequestDraft) -> Result<(ChangeRequest, bool), ForgeError> {
         self.store
             .upsert_change_request(NewChangeRequest {
                 forge: self.name(),
@@ -116,16 +99,10 @@ impl Forge for LocalForge {
                 run_id: &draft.run_id,
             })
             .await
-            .map_err(|source| ForgeError::Store {
-                branch: draft.branch.clone(),
-                source,
-            })
+            .map_err(|source| ForgeError::Store { branch: draft.branch.clone(), source: Box::new(source) })
     }
 
-    async fn change_request_status(
-        &self,
-        request: &ChangeRequest,
-    ) -> Result<ChangeRequestStatus, ForgeError> {
+    async fn change_request_status(&self, request: &ChangeRequest) -> Result<ChangeRequestStatus, ForgeError> {
         Ok(status_of(&self.current(request).await?))
     }
 
@@ -162,47 +139,27 @@ impl Forge for LocalForge {
                 reason: "merging needs a mirror directory (LocalForge::with_mirrors)".into(),
             });
         };
-        let (repo, branch, base, head) = (
-            current.repo.clone(),
-            current.branch.clone(),
-            current.base.clone(),
-            current.head_commit.clone(),
-        );
+        let (repo, branch, base, head) =
+            (current.repo.clone(), current.branch.clone(), current.base.clone(), current.head_commit.clone());
         let git_error = {
             let (branch, base) = (branch.clone(), base.clone());
-            move |source| ForgeError::Git {
-                branch,
-                base,
-                source,
-            }
+            move |source| ForgeError::Git { branch, base, source: Box::new(source) }
         };
         let landed = tokio::task::spawn_blocking(move || {
             let env_repo = EnvRepo::open(&mirrors, &repo)?;
             env_repo.land(&head, &base, LAND_ATTEMPTS)
         })
         .await
-        .map_err(|join| ForgeError::Setup {
-            forge: "local",
-            reason: format!("merge work panicked: {join}"),
-        })?
+        .map_err(|join| ForgeError::Setup { forge: "local", reason: format!("merge work panicked: {join}") })?
         .map_err(git_error)?;
         self.store
-            .set_change_request_state(
-                current.id,
-                ChangeRequestState::Merged.as_str(),
-                Some(landed.commit()),
-            )
+            .set_change_request_state(current.id, ChangeRequestState::Merged.as_str(), Some(landed.commit()))
             .await
             .map_err(Self::store_error(&branch))?;
         Ok(status_of(&self.current(&current).await?))
     }
 
-    async fn set_commit_status(
-        &self,
-        _repo: &str,
-        _commit: &str,
-        _status: &CommitStatus,
-    ) -> Result<(), ForgeError> {
+    async fn set_commit_status(&self, _repo: &str, _commit: &str, _status: &CommitStatus) -> Result<(), ForgeError> {
         // A plain git remote has nowhere to show statuses; the status page shows the run.
         Ok(())
     }

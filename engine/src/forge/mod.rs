@@ -167,7 +167,7 @@ pub enum ForgeError {
         branch: String,
         /// Cause.
         #[source]
-        source: crate::error::StoreError,
+        source: Box<crate::error::StoreError>,
     },
     /// The forge refused because a rate limit was hit; try again after `retry_after`.
     #[error(
@@ -276,7 +276,7 @@ pub enum ForgeError {
         base: String,
         /// Cause.
         #[source]
-        source: crate::git::GitError,
+        source: Box<crate::git::GitError>,
     },
 }
 
@@ -286,9 +286,7 @@ impl ForgeError {
     /// permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            ForgeError::RateLimited { .. }
-            | ForgeError::Transport { .. }
-            | ForgeError::Conflict { .. } => true,
+            ForgeError::RateLimited { .. } | ForgeError::Transport { .. } | ForgeError::Conflict { .. } => true,
             ForgeError::Status { status, .. } => *status == 408 || *status >= 500,
             ForgeError::Store { .. } => true,
             ForgeError::Git { source, .. } => source.is_transient(),
@@ -317,24 +315,14 @@ pub trait Forge: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// The newest change request for `branch` of `repo` in any state, if there is one.
-    async fn find_change_request(
-        &self,
-        repo: &str,
-        branch: &str,
-    ) -> Result<Option<ChangeRequest>, ForgeError>;
+    async fn find_change_request(&self, repo: &str, branch: &str) -> Result<Option<ChangeRequest>, ForgeError>;
 
     /// Opens the change request for `draft.branch`, or finds the one already open (or already
     /// merged at the same head commit); returns it and whether it was opened now.
-    async fn open_change_request(
-        &self,
-        draft: &ChangeRequestDraft,
-    ) -> Result<(ChangeRequest, bool), ForgeError>;
+    async fn open_change_request(&self, draft: &ChangeRequestDraft) -> Result<(ChangeRequest, bool), ForgeError>;
 
     /// Where `request` stands now.
-    async fn change_request_status(
-        &self,
-        request: &ChangeRequest,
-    ) -> Result<ChangeRequestStatus, ForgeError>;
+    async fn change_request_status(&self, request: &ChangeRequest) -> Result<ChangeRequestStatus, ForgeError>;
 
     /// Merges `request` if its head is still `request.head_commit` (a head that moved is a
     /// [`ForgeError::Conflict`]); merging one already merged reports it as it is.
@@ -345,12 +333,7 @@ pub trait Forge: Send + Sync {
     ) -> Result<ChangeRequestStatus, ForgeError>;
 
     /// Attaches a status to `commit` of `repo`. Forges without statuses ignore it.
-    async fn set_commit_status(
-        &self,
-        repo: &str,
-        commit: &str,
-        status: &CommitStatus,
-    ) -> Result<(), ForgeError>;
+    async fn set_commit_status(&self, repo: &str, commit: &str, status: &CommitStatus) -> Result<(), ForgeError>;
 }
 
 /// Decodes the `Retry-After` header (seconds, or an HTTP date) into a wait from `now`.
@@ -376,11 +359,7 @@ pub(crate) fn wait_until_epoch(reset: &str, now: chrono::DateTime<chrono::Utc>) 
 /// `https://host/group/name(.git)`, `ssh://git@host/group/name.git`, `git@host:group/name.git`
 /// or a bare `group/name`.
 pub(crate) fn repository_path(forge: &'static str, repo: &str) -> Result<String, ForgeError> {
-    let invalid = |reason: &str| ForgeError::InvalidRepo {
-        forge,
-        repo: repo.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| ForgeError::InvalidRepo { forge, repo: repo.to_owned(), reason: reason.to_owned() };
     let trimmed = repo.trim();
     let path = if let Some((_, rest)) = trimmed.split_once("://") {
         // Drop the authority (with any user information) and keep the path.
@@ -399,10 +378,7 @@ pub(crate) fn repository_path(forge: &'static str, repo: &str) -> Result<String,
         return Err(invalid("expected a URL or path ending in <owner>/<name>"));
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if segments
-        .iter()
-        .any(|segment| !segment.chars().all(allowed) || *segment == "." || *segment == "..")
-    {
+    if segments.iter().any(|segment| !segment.chars().all(allowed) || *segment == "." || *segment == "..") {
         return Err(invalid("the path holds characters a repository name cannot"));
     }
     Ok(segments.join("/"))
@@ -440,10 +416,7 @@ mod tests {
             ("ssh://git@github.com/acme/env-prod.git", "acme/env-prod"),
             ("git@github.com:acme/env-prod.git", "acme/env-prod"),
             ("acme/env-prod", "acme/env-prod"),
-            (
-                "https://gitlab.example/platform/envs/prod.git/",
-                "platform/envs/prod",
-            ),
+            ("https://gitlab.example/platform/envs/prod.git/", "platform/envs/prod"),
         ] {
             assert_eq!(repository_path("github", url).unwrap(), path, "{url}");
         }
@@ -456,25 +429,16 @@ mod tests {
     fn retry_after_in_seconds_or_as_a_date() {
         let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         assert_eq!(parse_retry_after("60", now), Some(Duration::from_secs(60)));
-        assert_eq!(
-            parse_retry_after("Fri, 02 Jan 2026 03:05:05 GMT", now),
-            Some(Duration::from_secs(60))
-        );
+        assert_eq!(parse_retry_after("Fri, 02 Jan 2026 03:05:05 GMT", now), Some(Duration::from_secs(60)));
         assert_eq!(parse_retry_after("soon", now), None);
         let reset = (now.timestamp() + 90).to_string();
         assert_eq!(wait_until_epoch(&reset, now), Some(Duration::from_secs(90)));
-        assert_eq!(
-            wait_until_epoch(&(now.timestamp() - 5).to_string(), now),
-            Some(Duration::from_secs(1))
-        );
+        assert_eq!(wait_until_epoch(&(now.timestamp() - 5).to_string(), now), Some(Duration::from_secs(1)));
     }
 
     #[test]
     fn segments_are_percent_encoded() {
-        assert_eq!(
-            encode_segment("gantry/prod/web/0123"),
-            "gantry%2Fprod%2Fweb%2F0123"
-        );
+        assert_eq!(encode_segment("gantry/prod/web/0123"), "gantry%2Fprod%2Fweb%2F0123");
         assert_eq!(encode_segment("a b+c"), "a%20b%2Bc");
     }
 

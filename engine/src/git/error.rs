@@ -237,10 +237,9 @@ impl GitError {
             GitError::OpenMirror { source, .. }
             | GitError::Repository { source, .. }
             | GitError::InitRepository { source, .. } => source.code() == ErrorCode::Locked,
-            GitError::MirrorDirectory { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
-            ),
+            GitError::MirrorDirectory { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock)
+            }
             GitError::UnsupportedUrl { .. }
             | GitError::Authentication { .. }
             | GitError::NotGantryOwned { .. }
@@ -277,9 +276,7 @@ fn is_transient_transport(url: &str, error: &git2::Error) -> bool {
 }
 
 fn is_network_url(url: &str) -> bool {
-    let scheme = url
-        .split_once("://")
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
     matches!(scheme.as_deref(), Some("http" | "https" | "git" | "ssh"))
 }
 
@@ -292,15 +289,9 @@ fn http_status(message: &str) -> Option<u16> {
 /// Rejections that describe a race with another writer rather than a policy.
 fn is_transient_rejection(reason: &str) -> bool {
     let reason = reason.to_ascii_lowercase();
-    [
-        "non-fast-forward",
-        "fetch first",
-        "lock",
-        "stale info",
-        "already exists",
-    ]
-    .iter()
-    .any(|marker| reason.contains(marker))
+    ["non-fast-forward", "fetch first", "lock", "stale info", "already exists"]
+        .iter()
+        .any(|marker| reason.contains(marker))
 }
 
 #[cfg(test)]
@@ -322,32 +313,12 @@ mod tests {
     #[test]
     fn network_and_server_failures_are_transient() {
         for source in [
-            git_error(
-                ErrorCode::GenericError,
-                ErrorClass::Net,
-                "failed to connect to 127.0.0.1: connection refused",
-            ),
-            git_error(
-                ErrorCode::GenericError,
-                ErrorClass::Http,
-                "unexpected http status code: 503",
-            ),
-            git_error(
-                ErrorCode::GenericError,
-                ErrorClass::Http,
-                "unexpected http status code: 429",
-            ),
+            git_error(ErrorCode::GenericError, ErrorClass::Net, "failed to connect to 127.0.0.1: connection refused"),
+            git_error(ErrorCode::GenericError, ErrorClass::Http, "unexpected http status code: 503"),
+            git_error(ErrorCode::GenericError, ErrorClass::Http, "unexpected http status code: 429"),
             git_error(ErrorCode::GenericError, ErrorClass::Http, "unexpected EOF"),
-            git_error(
-                ErrorCode::Locked,
-                ErrorClass::Reference,
-                "failed to lock file",
-            ),
-            git_error(
-                ErrorCode::NotFastForward,
-                ErrorClass::Reference,
-                "cannot push non-fastforwardable reference",
-            ),
+            git_error(ErrorCode::Locked, ErrorClass::Reference, "failed to lock file"),
+            git_error(ErrorCode::NotFastForward, ErrorClass::Reference, "cannot push non-fastforwardable reference"),
         ] {
             let error = fetch_error(source);
             assert!(error.is_transient(), "{error:?}");
@@ -357,22 +328,10 @@ mod tests {
     #[test]
     fn client_side_failures_are_permanent() {
         for source in [
-            git_error(
-                ErrorCode::GenericError,
-                ErrorClass::Http,
-                "unexpected http status code: 404",
-            ),
-            git_error(
-                ErrorCode::GenericError,
-                ErrorClass::Http,
-                "unexpected authentication failure",
-            ),
+            git_error(ErrorCode::GenericError, ErrorClass::Http, "unexpected http status code: 404"),
+            git_error(ErrorCode::GenericError, ErrorClass::Http, "unexpected authentication failure"),
             git_error(ErrorCode::Auth, ErrorClass::Http, "authentication required"),
-            git_error(
-                ErrorCode::NotFound,
-                ErrorClass::Repository,
-                "could not find repository",
-            ),
+            git_error(ErrorCode::NotFound, ErrorClass::Repository, "could not find repository"),
         ] {
             let error = fetch_error(source);
             assert!(!error.is_transient(), "{error:?}");
@@ -381,11 +340,8 @@ mod tests {
 
     #[test]
     fn os_errors_are_transient_only_over_the_network() {
-        let refused = git_error(
-            ErrorCode::GenericError,
-            ErrorClass::Os,
-            "failed to connect to 127.0.0.1: Connection refused",
-        );
+        let refused =
+            git_error(ErrorCode::GenericError, ErrorClass::Os, "failed to connect to 127.0.0.1: Connection refused");
         assert!(fetch_error(refused).is_transient());
         let local = GitError::Fetch {
             url: "file:///srv/missing.git".to_owned(),
@@ -414,9 +370,7 @@ mod tests {
 
     #[test]
     fn messages_read_after_failed_to() {
-        let error = GitError::InvalidBranch {
-            branch: "bad..name".to_owned(),
-        };
+        let error = GitError::InvalidBranch { branch: "bad..name".to_owned() };
         let message = error.to_string();
         assert!(message.starts_with("use branch name"), "{message}");
         assert!(!message.ends_with('.'), "{message}");

@@ -35,8 +35,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use git2::{
-    AutotagOption, Commit, DiffFormat, ErrorClass, ErrorCode, FetchOptions, FetchPrune, ObjectType,
-    Oid, PushOptions, Reference, Repository, RepositoryInitOptions,
+    AutotagOption, Commit, DiffFormat, ErrorClass, ErrorCode, FetchOptions, FetchPrune, ObjectType, Oid, PushOptions,
+    Reference, Repository, RepositoryInitOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -179,10 +179,7 @@ impl EnvRepo {
     pub fn open(cache_dir: &Path, url: &str) -> Result<EnvRepo, GitError> {
         let remote = RemoteUrl::parse(url)?;
         let mirror_path = cache_dir.join(remote.cache_dir_name());
-        let env_repo = EnvRepo {
-            remote,
-            mirror_path,
-        };
+        let env_repo = EnvRepo { remote, mirror_path };
         if env_repo.mirror_path.is_dir() {
             let repo = env_repo.repository()?;
             env_repo.fetch_refspecs(&repo, &[ALL_BRANCHES.to_owned()])?;
@@ -209,10 +206,7 @@ impl EnvRepo {
         let refspecs = if branches.is_empty() {
             vec![ALL_BRANCHES.to_owned()]
         } else {
-            branches
-                .iter()
-                .map(|branch| validate_branch(branch).map(branch_refspec))
-                .collect::<Result<Vec<_>, _>>()?
+            branches.iter().map(|branch| validate_branch(branch).map(branch_refspec)).collect::<Result<Vec<_>, _>>()?
         };
         let repo = self.repository()?;
         self.fetch_refspecs(&repo, &refspecs)
@@ -222,9 +216,7 @@ impl EnvRepo {
     pub fn branch_head(&self, branch: &str) -> Result<Option<String>, GitError> {
         let branch = validate_branch(branch)?;
         let repo = self.repository()?;
-        Ok(self
-            .tracking_head(&repo, branch)?
-            .map(|commit| commit.to_string()))
+        Ok(self.tracking_head(&repo, branch)?.map(|commit| commit.to_string()))
     }
 
     /// Contents of `path` at commit `commit` (None if the file does not exist). A path that
@@ -233,23 +225,16 @@ impl EnvRepo {
         tree::split_path(path).map_err(|error| self.tree_error(error))?;
         let repo = self.repository()?;
         let commit_object = self.find_commit(&repo, commit)?;
-        let tree = commit_object
-            .tree()
-            .map_err(|source| self.repository_error("read the commit's tree", source))?;
+        let tree = commit_object.tree().map_err(|source| self.repository_error("read the commit's tree", source))?;
         let entry = match tree.get_path(Path::new(path)) {
             Ok(entry) => entry,
             Err(error) if error.code() == ErrorCode::NotFound => return Ok(None),
             Err(source) => return Err(self.repository_error("look up the path", source)),
         };
         if entry.kind() != Some(ObjectType::Blob) {
-            return Err(GitError::NotAFile {
-                commit: commit.to_owned(),
-                path: path.to_owned(),
-            });
+            return Err(GitError::NotAFile { commit: commit.to_owned(), path: path.to_owned() });
         }
-        let blob = repo
-            .find_blob(entry.id())
-            .map_err(|source| self.repository_error("read the file", source))?;
+        let blob = repo.find_blob(entry.id()).map_err(|source| self.repository_error("read the file", source))?;
         Ok(Some(blob.content().to_vec()))
     }
 
@@ -277,34 +262,16 @@ impl EnvRepo {
         let signature = git_signature(author, time)?;
         let repo = self.repository()?;
         let parent_commit = self.find_commit(&repo, parent)?;
-        let base_tree = parent_commit
-            .tree()
-            .map_err(|source| self.repository_error("read the parent's tree", source))?;
-        let tree_id =
-            tree::edit_tree(&repo, &base_tree, files).map_err(|error| self.tree_error(error))?;
+        let base_tree =
+            parent_commit.tree().map_err(|source| self.repository_error("read the parent's tree", source))?;
+        let tree_id = tree::edit_tree(&repo, &base_tree, files).map_err(|error| self.tree_error(error))?;
         if tree_id == base_tree.id() {
-            return Err(GitError::NoChanges {
-                branch: branch.to_owned(),
-                parent: parent_commit.id().to_string(),
-            });
+            return Err(GitError::NoChanges { branch: branch.to_owned(), parent: parent_commit.id().to_string() });
         }
-        let new_tree = repo
-            .find_tree(tree_id)
-            .map_err(|source| self.repository_error("read the new tree", source))?;
-        let message = if message.ends_with('\n') {
-            message.to_owned()
-        } else {
-            format!("{message}\n")
-        };
+        let new_tree = repo.find_tree(tree_id).map_err(|source| self.repository_error("read the new tree", source))?;
+        let message = if message.ends_with('\n') { message.to_owned() } else { format!("{message}\n") };
         let commit_id = repo
-            .commit(
-                None,
-                &signature,
-                &signature,
-                &message,
-                &new_tree,
-                &[&parent_commit],
-            )
+            .commit(None, &signature, &signature, &message, &new_tree, &[&parent_commit])
             .map_err(|source| self.repository_error("write the commit", source))?;
         self.set_ref(&repo, &local_ref(branch), commit_id, "gantry: commit files")?;
         Ok(commit_id.to_string())
@@ -334,29 +301,18 @@ impl EnvRepo {
         let Some(remote_id) = self.tracking_head(&repo, branch)? else {
             self.set_ref(&repo, &local_ref, local_id, "gantry: push")?;
             self.push_local_ref(&repo, branch, local_id, false)?;
-            return Ok(PushOutcome::Created {
-                commit: local_id.to_string(),
-            });
+            return Ok(PushOutcome::Created { commit: local_id.to_string() });
         };
         if remote_id == local_id {
             self.set_ref(&repo, &local_ref, local_id, "gantry: already pushed")?;
-            return Ok(PushOutcome::Unchanged {
-                commit: local_id.to_string(),
-            });
+            return Ok(PushOutcome::Unchanged { commit: local_id.to_string() });
         }
         let remote_commit = repo
             .find_commit(remote_id)
             .map_err(|source| self.repository_error("read the remote branch's commit", source))?;
         if remote_commit.tree_id() == local_commit.tree_id() {
-            self.set_ref(
-                &repo,
-                &local_ref,
-                remote_id,
-                "gantry: adopt identical commit",
-            )?;
-            return Ok(PushOutcome::Unchanged {
-                commit: remote_id.to_string(),
-            });
+            self.set_ref(&repo, &local_ref, remote_id, "gantry: adopt identical commit")?;
+            return Ok(PushOutcome::Unchanged { commit: remote_id.to_string() });
         }
         let fast_forward = repo
             .graph_descendant_of(local_id, remote_id)
@@ -371,10 +327,7 @@ impl EnvRepo {
         }
         self.set_ref(&repo, &local_ref, local_id, "gantry: push")?;
         self.push_local_ref(&repo, branch, local_id, !fast_forward)?;
-        Ok(PushOutcome::Updated {
-            commit: local_id.to_string(),
-            previous: remote_id.to_string(),
-        })
+        Ok(PushOutcome::Updated { commit: local_id.to_string(), previous: remote_id.to_string() })
     }
 
     /// Lands the change that `commit` makes (its diff against its first parent) on `branch`
@@ -392,12 +345,7 @@ impl EnvRepo {
     /// this machine the update is a compare-and-swap of the branch under git's ref lock) and
     /// the whole fetch, replay and push is retried, up to `max_attempts` times, after which the
     /// error is [`GitError::KeptMoving`], a transient one.
-    pub fn land(
-        &self,
-        commit: &str,
-        branch: &str,
-        max_attempts: u32,
-    ) -> Result<LandOutcome, GitError> {
+    pub fn land(&self, commit: &str, branch: &str, max_attempts: u32) -> Result<LandOutcome, GitError> {
         let branch = validate_branch(branch)?;
         let mut last_race = None;
         for attempt in 1..=max_attempts.max(1) {
@@ -425,20 +373,14 @@ impl EnvRepo {
         let candidate = match remote_head {
             None => change.id(),
             Some(head) if head == change.id() => {
-                return Ok(Some(LandOutcome::AlreadyLanded {
-                    commit: head.to_string(),
-                    attempts: 0,
-                }));
+                return Ok(Some(LandOutcome::AlreadyLanded { commit: head.to_string(), attempts: 0 }));
             }
             Some(head) => {
                 let contains_change = repo
                     .graph_descendant_of(head, change.id())
                     .map_err(|source| self.repository_error("compare the commits' history", source))?;
                 if contains_change {
-                    return Ok(Some(LandOutcome::AlreadyLanded {
-                        commit: head.to_string(),
-                        attempts: 0,
-                    }));
+                    return Ok(Some(LandOutcome::AlreadyLanded { commit: head.to_string(), attempts: 0 }));
                 }
                 let fast_forward = repo
                     .graph_descendant_of(change.id(), head)
@@ -449,10 +391,7 @@ impl EnvRepo {
                     match self.replay(&repo, &change, head, branch)? {
                         Some(rebased) => rebased,
                         None => {
-                            return Ok(Some(LandOutcome::AlreadyLanded {
-                                commit: head.to_string(),
-                                attempts: 0,
-                            }));
+                            return Ok(Some(LandOutcome::AlreadyLanded { commit: head.to_string(), attempts: 0 }));
                         }
                     }
                 }
@@ -471,10 +410,7 @@ impl EnvRepo {
         }
         let commit = candidate.to_string();
         Ok(Some(if candidate == change.id() {
-            LandOutcome::FastForward {
-                commit,
-                attempts: 0,
-            }
+            LandOutcome::FastForward { commit, attempts: 0 }
         } else {
             LandOutcome::Rebased {
                 commit,
@@ -485,16 +421,9 @@ impl EnvRepo {
     }
 
     /// Replays `change` onto `onto`; `None` when `onto` already holds exactly that result.
-    fn replay(
-        &self,
-        repo: &Repository,
-        change: &Commit<'_>,
-        onto: Oid,
-        branch: &str,
-    ) -> Result<Option<Oid>, GitError> {
-        let onto_commit = repo
-            .find_commit(onto)
-            .map_err(|source| self.repository_error("read the branch's commit", source))?;
+    fn replay(&self, repo: &Repository, change: &Commit<'_>, onto: Oid, branch: &str) -> Result<Option<Oid>, GitError> {
+        let onto_commit =
+            repo.find_commit(onto).map_err(|source| self.repository_error("read the branch's commit", source))?;
         let mut index = repo
             .cherrypick_commit(change, &onto_commit, 0, None)
             .map_err(|source| self.repository_error("replay the change", source))?;
@@ -516,25 +445,15 @@ impl EnvRepo {
                 paths,
             });
         }
-        let tree_id = index
-            .write_tree_to(repo)
-            .map_err(|source| self.repository_error("write the replayed tree", source))?;
+        let tree_id =
+            index.write_tree_to(repo).map_err(|source| self.repository_error("write the replayed tree", source))?;
         if tree_id == onto_commit.tree_id() {
             return Ok(None);
         }
-        let tree = repo
-            .find_tree(tree_id)
-            .map_err(|source| self.repository_error("read the replayed tree", source))?;
+        let tree = repo.find_tree(tree_id).map_err(|source| self.repository_error("read the replayed tree", source))?;
         let message = String::from_utf8_lossy(change.message_raw_bytes()).into_owned();
         let rebased = repo
-            .commit(
-                None,
-                &change.author(),
-                &change.committer(),
-                &message,
-                &tree,
-                &[&onto_commit],
-            )
+            .commit(None, &change.author(), &change.committer(), &message, &tree, &[&onto_commit])
             .map_err(|source| self.repository_error("write the rebased commit", source))?;
         Ok(Some(rebased))
     }
@@ -545,9 +464,7 @@ impl EnvRepo {
         if let Some(path) = self.remote.local_path() {
             return Some(path.to_path_buf());
         }
-        self.url()
-            .strip_prefix("file://")
-            .map(|path| PathBuf::from(path))
+        self.url().strip_prefix("file://").map(PathBuf::from)
     }
 
     /// Updates `branch` of a repository on this machine from `expected` to `new` atomically:
@@ -563,19 +480,12 @@ impl EnvRepo {
         new: Oid,
     ) -> Result<bool, GitError> {
         static SCRATCH: AtomicU64 = AtomicU64::new(0);
-        let scratch_branch = format!(
-            "gantry-incoming/{}-{}",
-            std::process::id(),
-            SCRATCH.fetch_add(1, Ordering::Relaxed)
-        );
+        let scratch_branch =
+            format!("gantry-incoming/{}-{}", std::process::id(), SCRATCH.fetch_add(1, Ordering::Relaxed));
         self.set_ref(repo, &local_ref(&scratch_branch), new, "gantry: stage")?;
         let staged = self.push_local_ref(repo, &scratch_branch, new, true);
-        let _ = repo
-            .find_reference(&local_ref(&scratch_branch))
-            .and_then(|mut reference| reference.delete());
-        let _ = repo
-            .find_reference(&tracking_ref(&scratch_branch))
-            .and_then(|mut reference| reference.delete());
+        let _ = repo.find_reference(&local_ref(&scratch_branch)).and_then(|mut reference| reference.delete());
+        let _ = repo.find_reference(&tracking_ref(&scratch_branch)).and_then(|mut reference| reference.delete());
         staged?;
         let remote = Repository::open_bare(remote_path).map_err(|source| GitError::OpenMirror {
             url: self.url().to_owned(),
@@ -587,9 +497,8 @@ impl EnvRepo {
             Some(expected) => remote.reference_matching(&branch_ref, new, true, expected, "gantry: land"),
             None => remote.reference(&branch_ref, new, false, "gantry: land"),
         };
-        let _ = remote
-            .find_reference(&format!("refs/heads/{scratch_branch}"))
-            .and_then(|mut reference| reference.delete());
+        let _ =
+            remote.find_reference(&format!("refs/heads/{scratch_branch}")).and_then(|mut reference| reference.delete());
         match result {
             Ok(_) => {
                 self.set_ref(repo, &tracking_ref(branch), new, "gantry: landed")?;
@@ -598,48 +507,72 @@ impl EnvRepo {
             Err(error) if matches!(error.code(), ErrorCode::Modified | ErrorCode::Exists | ErrorCode::Locked) => {
                 Ok(false)
             }
-            Err(source) => Err(GitError::Push {
-                url: self.url().to_owned(),
-                branch: branch.to_owned(),
-                source,
-            }),
+            Err(source) => Err(GitError::Push { url: self.url().to_owned(), branch: branch.to_owned(), source }),
         }
     }
 
     /// Reads several files at one commit with one open of the mirror, for callers that read
     /// many (drift over thousands of apps). Each result is `None` for a missing file; a
     /// path naming a directory is an error.
-    pub fn read_files(
-        &self,
-        commit: &str,
-        paths: &[&str],
-    ) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+    ///
+    /// Directories are resolved once and kept: looking each path up from the root would
+    /// inflate a large shared directory (`apps/`, thousands of entries) again for every file.
+    pub fn read_files(&self, commit: &str, paths: &[&str]) -> Result<Vec<Option<Vec<u8>>>, GitError> {
         let repo = self.repository()?;
-        let tree = self
+        let root = self
             .find_commit(&repo, commit)?
             .tree()
             .map_err(|source| self.repository_error("read the commit's tree", source))?;
-        paths
-            .iter()
-            .map(|path| {
-                tree::split_path(path).map_err(|error| self.tree_error(error))?;
-                let entry = match tree.get_path(Path::new(path)) {
-                    Ok(entry) => entry,
-                    Err(error) if error.code() == ErrorCode::NotFound => return Ok(None),
-                    Err(source) => return Err(self.repository_error("look up the path", source)),
-                };
-                if entry.kind() != Some(ObjectType::Blob) {
-                    return Err(GitError::NotAFile {
-                        commit: commit.to_owned(),
-                        path: (*path).to_owned(),
-                    });
+        // Directory path → its tree, or `None` when it does not exist (or is not a tree).
+        let mut directories: std::collections::HashMap<String, Option<git2::Tree<'_>>> =
+            std::collections::HashMap::new();
+        let mut contents = Vec::with_capacity(paths.len());
+        for path in paths {
+            let components = tree::split_path(path).map_err(|error| self.tree_error(error))?;
+            let Some((file, parents)) = components.split_last() else {
+                contents.push(None);
+                continue;
+            };
+            let mut directory = String::new();
+            let mut current = Some(root.clone());
+            for component in parents {
+                let parent = current.take();
+                if !directory.is_empty() {
+                    directory.push('/');
                 }
-                let blob = repo
-                    .find_blob(entry.id())
-                    .map_err(|source| self.repository_error("read the file", source))?;
-                Ok(Some(blob.content().to_vec()))
-            })
-            .collect()
+                directory.push_str(component);
+                current = match directories.get(&directory) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = match parent {
+                            Some(parent) => match parent.get_name(component) {
+                                Some(entry) if entry.kind() == Some(ObjectType::Tree) => Some(
+                                    repo.find_tree(entry.id())
+                                        .map_err(|source| self.repository_error("read a directory", source))?,
+                                ),
+                                _ => None,
+                            },
+                            None => None,
+                        };
+                        directories.insert(directory.clone(), found.clone());
+                        found
+                    }
+                };
+                if current.is_none() {
+                    break;
+                }
+            }
+            let Some(entry) = current.as_ref().and_then(|tree| tree.get_name(file)) else {
+                contents.push(None);
+                continue;
+            };
+            if entry.kind() != Some(ObjectType::Blob) {
+                return Err(GitError::NotAFile { commit: commit.to_owned(), path: (*path).to_owned() });
+            }
+            let blob = repo.find_blob(entry.id()).map_err(|source| self.repository_error("read the file", source))?;
+            contents.push(Some(blob.content().to_vec()));
+        }
+        Ok(contents)
     }
 
     /// Unified diff (text) between the trees of two commits, for PR bodies and the status page.
@@ -650,10 +583,8 @@ impl EnvRepo {
             .find_commit(&repo, from)?
             .tree()
             .map_err(|source| self.repository_error("read the old tree", source))?;
-        let to_tree = self
-            .find_commit(&repo, to)?
-            .tree()
-            .map_err(|source| self.repository_error("read the new tree", source))?;
+        let to_tree =
+            self.find_commit(&repo, to)?.tree().map_err(|source| self.repository_error("read the new tree", source))?;
         let diff = repo
             .diff_tree_to_tree(Some(&from_tree), Some(&to_tree), None)
             .map_err(|source| self.repository_error("compare the trees", source))?;
@@ -680,14 +611,10 @@ impl EnvRepo {
     }
 
     fn create_mirror(&self, cache_dir: &Path) -> Result<(), GitError> {
-        std::fs::create_dir_all(cache_dir).map_err(|source| GitError::MirrorDirectory {
-            path: cache_dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(cache_dir)
+            .map_err(|source| GitError::MirrorDirectory { path: cache_dir.to_path_buf(), source })?;
         let scratch = cache_dir.join(scratch_name(&self.remote));
-        let result = self
-            .clone_into(&scratch)
-            .and_then(|()| self.publish_mirror(&scratch));
+        let result = self.clone_into(&scratch).and_then(|()| self.publish_mirror(&scratch));
         if result.is_err() && scratch.exists() {
             // Best effort: the original error is what the caller needs, and a leftover scratch
             // directory has a unique name that nothing will ever open.
@@ -698,17 +625,12 @@ impl EnvRepo {
 
     fn clone_into(&self, scratch: &Path) -> Result<(), GitError> {
         let mut options = RepositoryInitOptions::new();
-        options
-            .bare(true)
-            .mkpath(true)
-            .no_reinit(true)
-            .external_template(false);
-        let repo =
-            Repository::init_opts(scratch, &options).map_err(|source| GitError::OpenMirror {
-                url: self.url().to_owned(),
-                path: scratch.to_path_buf(),
-                source,
-            })?;
+        options.bare(true).mkpath(true).no_reinit(true).external_template(false);
+        let repo = Repository::init_opts(scratch, &options).map_err(|source| GitError::OpenMirror {
+            url: self.url().to_owned(),
+            path: scratch.to_path_buf(),
+            source,
+        })?;
         self.fetch_refspecs(&repo, &[ALL_BRANCHES.to_owned()])
     }
 
@@ -721,19 +643,12 @@ impl EnvRepo {
                 let repo = self.repository()?;
                 self.fetch_refspecs(&repo, &[ALL_BRANCHES.to_owned()])
             }
-            Err(source) => Err(GitError::MirrorDirectory {
-                path: self.mirror_path.clone(),
-                source,
-            }),
+            Err(source) => Err(GitError::MirrorDirectory { path: self.mirror_path.clone(), source }),
         }
     }
 
     fn fetch_refspecs(&self, repo: &Repository, refspecs: &[String]) -> Result<(), GitError> {
-        let fetch_error = |source| GitError::Fetch {
-            url: self.url().to_owned(),
-            refspecs: refspecs.join(" "),
-            source,
-        };
+        let fetch_error = |source| GitError::Fetch { url: self.url().to_owned(), refspecs: refspecs.join(" "), source };
         if let Some(path) = self.remote.local_path() {
             // libgit2 reports a missing plain path as an "unsupported URL protocol".
             if !path.exists() {
@@ -755,32 +670,16 @@ impl EnvRepo {
         let result = remote.fetch(refspecs, Some(&mut options), Some("gantry: fetch"));
         drop(options);
         result.map_err(|source| match credentials.failure() {
-            Some(reason) => GitError::Authentication {
-                url: self.url().to_owned(),
-                reason: reason.to_owned(),
-            },
+            Some(reason) => GitError::Authentication { url: self.url().to_owned(), reason: reason.to_owned() },
             None => fetch_error(source),
         })
     }
 
     /// Pushes `refs/gantry-local/<branch>` (already pointing at `commit`) to the remote branch,
     /// then records the new remote position so [`EnvRepo::branch_head`] agrees without a fetch.
-    fn push_local_ref(
-        &self,
-        repo: &Repository,
-        branch: &str,
-        commit: Oid,
-        force: bool,
-    ) -> Result<(), GitError> {
-        let push_error = |source| GitError::Push {
-            url: self.url().to_owned(),
-            branch: branch.to_owned(),
-            source,
-        };
-        let refspec = format!(
-            "{}{LOCAL_PREFIX}{branch}:refs/heads/{branch}",
-            if force { "+" } else { "" }
-        );
+    fn push_local_ref(&self, repo: &Repository, branch: &str, commit: Oid, force: bool) -> Result<(), GitError> {
+        let push_error = |source| GitError::Push { url: self.url().to_owned(), branch: branch.to_owned(), source };
+        let refspec = format!("{}{LOCAL_PREFIX}{branch}:refs/heads/{branch}", if force { "+" } else { "" });
         let mut remote = repo.remote_anonymous(self.url()).map_err(push_error)?;
         let credentials = CredentialSupply::new(&self.remote);
         // The server reports refused updates through this callback, not as an error.
@@ -797,10 +696,7 @@ impl EnvRepo {
         let result = remote.push(&[refspec], Some(&mut options));
         drop(options);
         result.map_err(|source| match credentials.failure() {
-            Some(reason) => GitError::Authentication {
-                url: self.url().to_owned(),
-                reason: reason.to_owned(),
-            },
+            Some(reason) => GitError::Authentication { url: self.url().to_owned(), reason: reason.to_owned() },
             None => push_error(source),
         })?;
         let rejections = rejections.into_inner();
@@ -822,38 +718,23 @@ impl EnvRepo {
         }
     }
 
-    fn find_commit<'repo>(
-        &self,
-        repo: &'repo Repository,
-        commit: &str,
-    ) -> Result<Commit<'repo>, GitError> {
+    fn find_commit<'repo>(&self, repo: &'repo Repository, commit: &str) -> Result<Commit<'repo>, GitError> {
         let id = parse_commit_id(commit)?;
-        repo.find_commit(id)
-            .map_err(|source| GitError::CommitNotFound {
-                url: self.url().to_owned(),
-                commit: commit.to_owned(),
-                source,
-            })
+        repo.find_commit(id).map_err(|source| GitError::CommitNotFound {
+            url: self.url().to_owned(),
+            commit: commit.to_owned(),
+            source,
+        })
     }
 
-    fn set_ref(
-        &self,
-        repo: &Repository,
-        name: &str,
-        commit: Oid,
-        log_message: &str,
-    ) -> Result<(), GitError> {
+    fn set_ref(&self, repo: &Repository, name: &str, commit: Oid, log_message: &str) -> Result<(), GitError> {
         repo.reference(name, commit, true, log_message)
             .map(|_| ())
             .map_err(|source| self.repository_error("update a reference", source))
     }
 
     fn repository_error(&self, operation: &'static str, source: git2::Error) -> GitError {
-        GitError::Repository {
-            url: self.url().to_owned(),
-            operation,
-            source,
-        }
+        GitError::Repository { url: self.url().to_owned(), operation, source }
     }
 
     fn tree_error(&self, error: TreeEditError) -> GitError {
@@ -870,31 +751,18 @@ impl EnvRepo {
 ///
 /// Idempotent: if the repository already has `branch`, nothing is changed. If it exists without
 /// `branch`, the branch is created, and HEAD is moved to it only when HEAD names no commit yet.
-pub fn init_bare_repo(
-    path: &Path,
-    branch: &str,
-    files: &[(&str, &[u8])],
-    author: &Signature,
-) -> Result<(), GitError> {
+pub fn init_bare_repo(path: &Path, branch: &str, files: &[(&str, &[u8])], author: &Signature) -> Result<(), GitError> {
     let branch = validate_branch(branch)?;
     let branch_ref = format!("refs/heads/{branch}");
     let init_error = |operation: &'static str| {
-        move |source| GitError::InitRepository {
-            path: path.to_path_buf(),
-            operation,
-            source,
-        }
+        move |source| GitError::InitRepository { path: path.to_path_buf(), operation, source }
     };
     let signature = git_signature(author, Utc::now())?;
     let repo = match Repository::open_bare(path) {
         Ok(repo) => repo,
         Err(error) if error.code() == ErrorCode::NotFound => {
             let mut options = RepositoryInitOptions::new();
-            options
-                .bare(true)
-                .mkpath(true)
-                .external_template(false)
-                .initial_head(&branch_ref);
+            options.bare(true).mkpath(true).external_template(false).initial_head(&branch_ref);
             Repository::init_opts(path, &options).map_err(init_error("create the repository"))?
         }
         Err(source) => return Err(init_error("open the repository")(source)),
@@ -913,25 +781,15 @@ pub fn init_bare_repo(
         TreeEditError::Path { path, reason } => GitError::InvalidPath { path, reason },
         TreeEditError::Git(source) => init_error("write the files")(source),
     })?;
-    let tree = repo
-        .find_tree(tree_id)
-        .map_err(init_error("read the new tree"))?;
-    repo.commit(
-        Some(&branch_ref),
-        &signature,
-        &signature,
-        "Initial commit\n",
-        &tree,
-        &[],
-    )
-    .map_err(init_error("write the initial commit"))?;
+    let tree = repo.find_tree(tree_id).map_err(init_error("read the new tree"))?;
+    repo.commit(Some(&branch_ref), &signature, &signature, "Initial commit\n", &tree, &[])
+        .map_err(init_error("write the initial commit"))?;
     let head_is_unborn = match repo.head() {
         Ok(_) => false,
         Err(error) => matches!(error.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound),
     };
     if head_is_unborn {
-        repo.set_head(&branch_ref)
-            .map_err(init_error("point HEAD at the branch"))?;
+        repo.set_head(&branch_ref).map_err(init_error("point HEAD at the branch"))?;
     }
     Ok(())
 }
@@ -941,13 +799,7 @@ fn validate_branch(branch: &str) -> Result<&str, GitError> {
         && branch != "HEAD"
         && !branch.starts_with('-')
         && Reference::is_valid_name(&format!("refs/heads/{branch}"));
-    if valid {
-        Ok(branch)
-    } else {
-        Err(GitError::InvalidBranch {
-            branch: branch.to_owned(),
-        })
-    }
+    if valid { Ok(branch) } else { Err(GitError::InvalidBranch { branch: branch.to_owned() }) }
 }
 
 fn branch_refspec(branch: &str) -> String {
@@ -965,42 +817,22 @@ fn local_ref(branch: &str) -> String {
 /// Only full object ids are accepted: libgit2 would pad a short one with zeros and silently look
 /// up a different object.
 fn parse_commit_id(value: &str) -> Result<Oid, GitError> {
-    let invalid = || GitError::InvalidCommitId {
-        value: value.to_owned(),
-    };
+    let invalid = || GitError::InvalidCommitId { value: value.to_owned() };
     if value.len() != 40 || !value.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         return Err(invalid());
     }
     Oid::from_str(value).map_err(|_| invalid())
 }
 
-fn git_signature(
-    author: &Signature,
-    time: DateTime<Utc>,
-) -> Result<git2::Signature<'static>, GitError> {
-    let invalid = |source| GitError::InvalidSignature {
-        name: author.name.clone(),
-        email: author.email.clone(),
-        source,
-    };
+fn git_signature(author: &Signature, time: DateTime<Utc>) -> Result<git2::Signature<'static>, GitError> {
+    let invalid =
+        |source| GitError::InvalidSignature { name: author.name.clone(), email: author.email.clone(), source };
     // A control character (a newline above all) would let the identity write extra commit
     // headers; libgit2 only checks for angle brackets.
-    if author
-        .name
-        .chars()
-        .chain(author.email.chars())
-        .any(char::is_control)
-    {
-        return Err(invalid(git2::Error::from_str(
-            "the name or email contains a control character",
-        )));
+    if author.name.chars().chain(author.email.chars()).any(char::is_control) {
+        return Err(invalid(git2::Error::from_str("the name or email contains a control character")));
     }
-    git2::Signature::new(
-        &author.name,
-        &author.email,
-        &git2::Time::new(time.timestamp(), 0),
-    )
-    .map_err(invalid)
+    git2::Signature::new(&author.name, &author.email, &git2::Time::new(time.timestamp(), 0)).map_err(invalid)
 }
 
 /// A directory name for a mirror being created that no other process or thread can pick.
@@ -1011,11 +843,7 @@ fn scratch_name(remote: &RemoteUrl) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())
         .unwrap_or_default();
-    format!(
-        ".{}.{}-{nanos}-{sequence}.partial",
-        remote.cache_dir_name(),
-        std::process::id()
-    )
+    format!(".{}.{}-{nanos}-{sequence}.partial", remote.cache_dir_name(), std::process::id())
 }
 
 #[cfg(test)]
@@ -1027,14 +855,9 @@ mod tests {
         for valid in ["main", "gantry/dev/web/0123456789ab", "release-1.2"] {
             assert_eq!(validate_branch(valid).unwrap(), valid);
         }
-        for invalid in [
-            "", "HEAD", "-x", "a..b", "a b", "a~1", "a:b", "ends/", "x.lock", "a\\b",
-        ] {
+        for invalid in ["", "HEAD", "-x", "a..b", "a b", "a~1", "a:b", "ends/", "x.lock", "a\\b"] {
             assert!(
-                matches!(
-                    validate_branch(invalid),
-                    Err(GitError::InvalidBranch { .. })
-                ),
+                matches!(validate_branch(invalid), Err(GitError::InvalidBranch { .. })),
                 "{invalid:?} should be refused"
             );
         }
@@ -1044,46 +867,23 @@ mod tests {
     fn only_full_commit_ids_are_accepted() {
         let full = "0123456789abcdef0123456789abcdef01234567";
         assert_eq!(parse_commit_id(full).unwrap().to_string(), full);
-        for invalid in [
-            "",
-            "0123456",
-            "main",
-            &format!("{full}0"),
-            "g123456789abcdef0123456789abcdef01234567",
-        ] {
-            assert!(matches!(
-                parse_commit_id(invalid),
-                Err(GitError::InvalidCommitId { .. })
-            ));
+        for invalid in ["", "0123456", "main", &format!("{full}0"), "g123456789abcdef0123456789abcdef01234567"] {
+            assert!(matches!(parse_commit_id(invalid), Err(GitError::InvalidCommitId { .. })));
         }
     }
 
     #[test]
     fn signatures_refuse_header_injection() {
-        let author = Signature {
-            name: "gantry\ncommitter someone".to_owned(),
-            email: "gantry@example.com".to_owned(),
-        };
-        assert!(matches!(
-            git_signature(&author, Utc::now()),
-            Err(GitError::InvalidSignature { .. })
-        ));
-        let angle = Signature {
-            name: "gantry <x>".to_owned(),
-            email: "gantry@example.com".to_owned(),
-        };
+        let author = Signature { name: "gantry\ncommitter someone".to_owned(), email: "gantry@example.com".to_owned() };
+        assert!(matches!(git_signature(&author, Utc::now()), Err(GitError::InvalidSignature { .. })));
+        let angle = Signature { name: "gantry <x>".to_owned(), email: "gantry@example.com".to_owned() };
         assert!(git_signature(&angle, Utc::now()).is_err());
     }
 
     #[test]
     fn push_outcomes_name_the_resulting_commit() {
-        let created = PushOutcome::Created {
-            commit: "a".to_owned(),
-        };
-        let updated = PushOutcome::Updated {
-            commit: "b".to_owned(),
-            previous: "a".to_owned(),
-        };
+        let created = PushOutcome::Created { commit: "a".to_owned() };
+        let updated = PushOutcome::Updated { commit: "b".to_owned(), previous: "a".to_owned() };
         assert_eq!(created.commit(), "a");
         assert_eq!(updated.commit(), "b");
         assert_eq!(

@@ -34,10 +34,8 @@ impl RemoteUrl {
     /// Accepts `file://` URLs, plain paths to a repository, `git://` and `http://`; rejects
     /// transports this build cannot speak with an error that says so.
     pub(crate) fn parse(input: &str) -> Result<RemoteUrl, GitError> {
-        let unsupported = |reason: &str| GitError::UnsupportedUrl {
-            url: strip_user_info(input),
-            reason: reason.to_owned(),
-        };
+        let unsupported =
+            |reason: &str| GitError::UnsupportedUrl { url: strip_user_info(input), reason: reason.to_owned() };
         if input.trim().is_empty() {
             return Err(unsupported("the url is empty"));
         }
@@ -46,43 +44,27 @@ impl RemoteUrl {
         }
         if let Some((scheme, rest)) = input.split_once("://") {
             return match scheme.to_ascii_lowercase().as_str() {
-                "file" | "git" => Ok(RemoteUrl {
-                    url: input.to_owned(),
-                    credentials: None,
-                }),
+                "file" | "git" => Ok(RemoteUrl { url: input.to_owned(), credentials: None }),
                 "http" => {
                     let (credentials, host_and_path) = split_user_info(rest);
-                    Ok(RemoteUrl {
-                        url: format!("{scheme}://{host_and_path}"),
-                        credentials,
-                    })
+                    Ok(RemoteUrl { url: format!("{scheme}://{host_and_path}"), credentials })
                 }
-                "https" => Err(unsupported(
-                    "https is not supported yet (this build has no TLS transport for git)",
-                )),
-                "ssh" | "git+ssh" | "ssh+git" => Err(unsupported(
-                    "ssh is not supported yet (this build has no ssh transport for git)",
-                )),
+                "https" => Err(unsupported("https is not supported yet (this build has no TLS transport for git)")),
+                "ssh" | "git+ssh" | "ssh+git" => {
+                    Err(unsupported("ssh is not supported yet (this build has no ssh transport for git)"))
+                }
                 other => Err(unsupported(&format!("unknown url scheme {other:?}"))),
             };
         }
         if is_scp_like(input) {
-            return Err(unsupported(
-                "ssh is not supported yet (this build has no ssh transport for git)",
-            ));
+            return Err(unsupported("ssh is not supported yet (this build has no ssh transport for git)"));
         }
         // A plain path: make it absolute so that the mirror does not depend on the working
         // directory of whichever process opened it first.
         let absolute = std::path::absolute(Path::new(input))
             .map_err(|error| unsupported(&format!("cannot resolve the path: {error}")))?;
-        let url = absolute
-            .to_str()
-            .ok_or_else(|| unsupported("the path is not valid UTF-8"))?
-            .to_owned();
-        Ok(RemoteUrl {
-            url,
-            credentials: None,
-        })
+        let url = absolute.to_str().ok_or_else(|| unsupported("the path is not valid UTF-8"))?.to_owned();
+        Ok(RemoteUrl { url, credentials: None })
     }
 
     /// The repository path when the remote was given as a plain path rather than a URL.
@@ -112,11 +94,7 @@ impl RemoteUrl {
             .filter(|character| character.is_ascii_alphanumeric() || matches!(character, '-' | '_'))
             .take(40)
             .collect();
-        if hint.is_empty() {
-            format!("{hash}.git")
-        } else {
-            format!("{hint}-{hash}.git")
-        }
+        if hint.is_empty() { format!("{hash}.git") } else { format!("{hint}-{hash}.git") }
     }
 }
 
@@ -132,11 +110,7 @@ pub(crate) struct CredentialSupply<'remote> {
 
 impl<'remote> CredentialSupply<'remote> {
     pub(crate) fn new(remote: &'remote RemoteUrl) -> Self {
-        CredentialSupply {
-            remote,
-            requests: Cell::new(0),
-            failure: Cell::new(None),
-        }
+        CredentialSupply { remote, requests: Cell::new(0), failure: Cell::new(None) }
     }
 
     /// Callbacks that answer credential requests from this supply.
@@ -159,8 +133,7 @@ impl<'remote> CredentialSupply<'remote> {
                 Cred::userpass_plaintext(user, password)
             }
             Some(_) => {
-                let reason =
-                    "the remote asked for a kind of credentials other than user and password";
+                let reason = "the remote asked for a kind of credentials other than user and password";
                 self.failure.set(Some(reason));
                 Err(git2::Error::from_str(reason))
             }
@@ -244,11 +217,7 @@ mod tests {
 
     #[test]
     fn supported_schemes_pass_through() {
-        for url in [
-            "file:///srv/git/dev.git",
-            "git://127.0.0.1:9418/dev.git",
-            "http://git.example/dev.git",
-        ] {
+        for url in ["file:///srv/git/dev.git", "git://127.0.0.1:9418/dev.git", "http://git.example/dev.git"] {
             let remote = RemoteUrl::parse(url).unwrap();
             assert_eq!(remote.as_str(), url);
             assert!(remote.credentials.is_none());
@@ -260,21 +229,14 @@ mod tests {
         let remote = RemoteUrl::parse("relative/dev.git").unwrap();
         assert!(Path::new(remote.as_str()).is_absolute());
         assert!(remote.as_str().ends_with("relative/dev.git"));
-        assert_eq!(
-            RemoteUrl::parse("/srv/git/dev.git").unwrap().as_str(),
-            "/srv/git/dev.git"
-        );
+        assert_eq!(RemoteUrl::parse("/srv/git/dev.git").unwrap().as_str(), "/srv/git/dev.git");
     }
 
     #[test]
     fn http_credentials_are_split_off_and_decoded() {
-        let remote =
-            RemoteUrl::parse("http://bot:p%40ss%3Aword@git.example:8080/org/dev.git").unwrap();
+        let remote = RemoteUrl::parse("http://bot:p%40ss%3Aword@git.example:8080/org/dev.git").unwrap();
         assert_eq!(remote.as_str(), "http://git.example:8080/org/dev.git");
-        assert_eq!(
-            remote.credentials,
-            Some(("bot".to_owned(), "p@ss:word".to_owned()))
-        );
+        assert_eq!(remote.credentials, Some(("bot".to_owned(), "p@ss:word".to_owned())));
         assert!(!format!("{remote:?}").contains("word"));
     }
 
@@ -299,10 +261,7 @@ mod tests {
         let error = RemoteUrl::parse("https://bot:hunter2@github.com/org/dev.git").unwrap_err();
         let message = error.to_string();
         assert!(!message.contains("hunter2"), "{message}");
-        assert!(
-            message.contains("https://github.com/org/dev.git"),
-            "{message}"
-        );
+        assert!(message.contains("https://github.com/org/dev.git"), "{message}");
     }
 
     #[test]
@@ -310,10 +269,7 @@ mod tests {
         let name = |url: &str| RemoteUrl::parse(url).unwrap().cache_dir_name();
         assert_eq!(name("file:///srv/dev.git"), name("file:///srv/dev.git"));
         assert_ne!(name("file:///srv/dev.git"), name("file:///srv/prod.git"));
-        assert_eq!(
-            name("http://a:b@git.example/dev.git"),
-            name("http://c:d@git.example/dev.git")
-        );
+        assert_eq!(name("http://a:b@git.example/dev.git"), name("http://c:d@git.example/dev.git"));
         assert!(name("file:///srv/dev.git").starts_with("dev-"));
         assert!(name("file:///srv/dev.git").ends_with(".git"));
     }

@@ -34,10 +34,7 @@ impl From<git2::Error> for TreeEditError {
 }
 
 fn path_error(path: &str, reason: impl Into<String>) -> TreeEditError {
-    TreeEditError::Path {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
+    TreeEditError::Path { path: path.to_owned(), reason: reason.into() }
 }
 
 /// Splits a repository-relative path into its components, refusing anything git or a checkout
@@ -50,10 +47,7 @@ pub(crate) fn split_path(path: &str) -> Result<Vec<&str>, TreeEditError> {
         return Err(path_error(path, "the path contains a NUL byte"));
     }
     if path.starts_with('/') {
-        return Err(path_error(
-            path,
-            "the path must be relative to the repository root",
-        ));
+        return Err(path_error(path, "the path must be relative to the repository root"));
     }
     let components: Vec<&str> = path.split('/').collect();
     for component in &components {
@@ -61,10 +55,7 @@ pub(crate) fn split_path(path: &str) -> Result<Vec<&str>, TreeEditError> {
             "" => return Err(path_error(path, "the path has an empty component")),
             "." | ".." => return Err(path_error(path, "the path has a '.' or '..' component")),
             name if name.eq_ignore_ascii_case(".git") => {
-                return Err(path_error(
-                    path,
-                    "the path enters the reserved '.git' directory",
-                ));
+                return Err(path_error(path, "the path enters the reserved '.git' directory"));
             }
             _ => {}
         }
@@ -80,11 +71,7 @@ enum Change {
 
 /// Writes `files` as blobs and returns the id of `base` with those files replaced or added.
 /// Existing files keep their executable bit; missing directories are created.
-pub(crate) fn edit_tree(
-    repo: &Repository,
-    base: &Tree<'_>,
-    files: &[(&str, &[u8])],
-) -> Result<Oid, TreeEditError> {
+pub(crate) fn edit_tree(repo: &Repository, base: &Tree<'_>, files: &[(&str, &[u8])]) -> Result<Oid, TreeEditError> {
     let mut root: BTreeMap<String, Change> = BTreeMap::new();
     for (path, content) in files {
         let components = split_path(path)?;
@@ -106,25 +93,19 @@ fn insert_change(
     if rest.is_empty() {
         return match directory.get(*first) {
             Some(Change::File(_)) => Err(path_error(path, "the path is given more than once")),
-            Some(Change::Directory(_)) => Err(path_error(
-                path,
-                "the path is both a file and a directory in this change",
-            )),
+            Some(Change::Directory(_)) => {
+                Err(path_error(path, "the path is both a file and a directory in this change"))
+            }
             None => {
                 directory.insert((*first).to_owned(), Change::File(blob));
                 Ok(())
             }
         };
     }
-    let entry = directory
-        .entry((*first).to_owned())
-        .or_insert_with(|| Change::Directory(BTreeMap::new()));
+    let entry = directory.entry((*first).to_owned()).or_insert_with(|| Change::Directory(BTreeMap::new()));
     match entry {
         Change::Directory(children) => insert_change(children, path, rest, blob),
-        Change::File(_) => Err(path_error(
-            path,
-            "the path is both a file and a directory in this change",
-        )),
+        Change::File(_) => Err(path_error(path, "the path is both a file and a directory in this change")),
     }
 }
 
@@ -136,11 +117,7 @@ fn write_directory(
 ) -> Result<Oid, TreeEditError> {
     let mut builder = repo.treebuilder(base)?;
     for (name, change) in changes {
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
         let existing = base.and_then(|tree| tree.get_name(name));
         match change {
             Change::File(blob) => {
@@ -157,10 +134,7 @@ fn write_directory(
                         return Err(path_error(&path, "the path is an existing submodule"));
                     }
                     Some(other) => {
-                        return Err(path_error(
-                            &path,
-                            format!("the path has an unexpected file mode {other:o}"),
-                        ));
+                        return Err(path_error(&path, format!("the path has an unexpected file mode {other:o}")));
                     }
                 };
                 builder.insert(name.as_str(), *blob, mode)?;
@@ -168,14 +142,9 @@ fn write_directory(
             Change::Directory(children) => {
                 let subtree = match &existing {
                     None => None,
-                    Some(entry) if entry.kind() == Some(ObjectType::Tree) => {
-                        Some(repo.find_tree(entry.id())?)
-                    }
+                    Some(entry) if entry.kind() == Some(ObjectType::Tree) => Some(repo.find_tree(entry.id())?),
                     Some(_) => {
-                        return Err(path_error(
-                            &path,
-                            "the path is an existing file, not a directory",
-                        ));
+                        return Err(path_error(&path, "the path is an existing file, not a directory"));
                     }
                 };
                 let tree = write_directory(repo, subtree.as_ref(), children, &path)?;
@@ -204,9 +173,7 @@ mod tests {
     }
 
     fn tree_with(repo: &Repository, files: &[(&str, &[u8])]) -> Oid {
-        let empty = repo
-            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
-            .unwrap();
+        let empty = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
         edit_tree(repo, &empty, files).unwrap()
     }
 
@@ -221,10 +188,7 @@ mod tests {
         assert!(reason(split_path(".git/config")).contains(".git"));
         assert!(reason(split_path("apps/.GIT/hooks")).contains(".git"));
         assert!(reason(split_path("a\0b")).contains("NUL"));
-        assert_eq!(
-            split_path("apps/web/values.yaml").unwrap(),
-            ["apps", "web", "values.yaml"]
-        );
+        assert_eq!(split_path("apps/web/values.yaml").unwrap(), ["apps", "web", "values.yaml"]);
     }
 
     #[test]
@@ -234,22 +198,14 @@ mod tests {
         let base = repo.find_tree(base).unwrap();
         let edited = edit_tree(&repo, &base, &[("a/one.yaml", b"changed\n")]).unwrap();
         let edited = repo.find_tree(edited).unwrap();
-        assert_eq!(
-            edited.get_name("b").unwrap().id(),
-            base.get_name("b").unwrap().id()
-        );
-        assert_ne!(
-            edited.get_name("a").unwrap().id(),
-            base.get_name("a").unwrap().id()
-        );
+        assert_eq!(edited.get_name("b").unwrap().id(), base.get_name("b").unwrap().id());
+        assert_ne!(edited.get_name("a").unwrap().id(), base.get_name("a").unwrap().id());
     }
 
     #[test]
     fn new_directories_are_created() {
         let (_dir, repo) = empty_repo();
-        let tree = repo
-            .find_tree(tree_with(&repo, &[("x/y/z.txt", b"z")]))
-            .unwrap();
+        let tree = repo.find_tree(tree_with(&repo, &[("x/y/z.txt", b"z")])).unwrap();
         let entry = tree.get_path(std::path::Path::new("x/y/z.txt")).unwrap();
         assert_eq!(repo.find_blob(entry.id()).unwrap().content(), b"z");
     }
@@ -263,31 +219,18 @@ mod tests {
         let base = repo.find_tree(builder.write().unwrap()).unwrap();
         let edited = edit_tree(&repo, &base, &[("run.sh", b"#!/bin/sh\nexit 0\n")]).unwrap();
         let edited = repo.find_tree(edited).unwrap();
-        assert_eq!(
-            edited.get_name("run.sh").unwrap().filemode(),
-            MODE_EXECUTABLE
-        );
+        assert_eq!(edited.get_name("run.sh").unwrap().filemode(), MODE_EXECUTABLE);
     }
 
     #[test]
     fn conflicting_requests_are_refused() {
         let (_dir, repo) = empty_repo();
-        let base = repo
-            .find_tree(tree_with(&repo, &[("a/b.yaml", b"b")]))
-            .unwrap();
+        let base = repo.find_tree(tree_with(&repo, &[("a/b.yaml", b"b")])).unwrap();
         assert!(reason(edit_tree(&repo, &base, &[("a", b"x")])).contains("existing directory"));
         assert!(reason(edit_tree(&repo, &base, &[("a/b.yaml/c", b"x")])).contains("existing file"));
-        assert!(
-            reason(edit_tree(&repo, &base, &[("n", b"1"), ("n", b"2")])).contains("more than once")
-        );
-        assert!(
-            reason(edit_tree(&repo, &base, &[("n", b"1"), ("n/m", b"2")]))
-                .contains("both a file and a directory")
-        );
-        assert!(
-            reason(edit_tree(&repo, &base, &[("n/m", b"1"), ("n", b"2")]))
-                .contains("both a file and a directory")
-        );
+        assert!(reason(edit_tree(&repo, &base, &[("n", b"1"), ("n", b"2")])).contains("more than once"));
+        assert!(reason(edit_tree(&repo, &base, &[("n", b"1"), ("n/m", b"2")])).contains("both a file and a directory"));
+        assert!(reason(edit_tree(&repo, &base, &[("n/m", b"1"), ("n", b"2")])).contains("both a file and a directory"));
     }
 
     #[test]

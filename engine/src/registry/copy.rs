@@ -84,9 +84,9 @@ pub struct Promotion {
     pub strategy: Strategy,
     /// Manifests written: the tagged one plus any child manifests of an index.
     pub manifests_written: usize,
-    /// Blobs the destination already held.
+    /// Blobs the destination already held (found by a copy; a mount does not ask first).
     pub blobs_present: usize,
-    /// Blobs mounted from the source repository.
+    /// Blobs mounted from the source repository, including any the destination already held.
     pub blobs_mounted: usize,
     /// Blobs streamed from the source.
     pub blobs_copied: usize,
@@ -122,19 +122,58 @@ pub async fn promote(
     tag: &str,
 ) -> Result<Promotion, RegistryError> {
     validate_tag(tag)?;
+    // Independent reads, so they go out together: where the tag points now, and the manifest.
+    let (current, top) = tokio::join!(
+        destination.registry.resolve(destination.repository, tag),
+        source.registry.fetch_manifest(source.repository, digest),
+    );
+    finish(source, destination, digest, current?, top, tag).await
+}
+
+/// [`promote`] for a source named by tag: the digest is whatever the tag points at when the
+/// source manifest is read, which takes one request instead of a lookup and a read.
+///
+/// Fails with [`RegistryError::NotFound`] when the source tag does not exist.
+pub async fn promote_tag(
+    source: &Location<'_>,
+    source_tag: &str,
+    destination: &Location<'_>,
+    tag: &str,
+) -> Result<Promotion, RegistryError> {
+    validate_tag(tag)?;
+    let (current, top) = tokio::join!(
+        destination.registry.resolve(destination.repository, tag),
+        source.registry.fetch_tagged(source.repository, source_tag),
+    );
+    let top = top?.ok_or_else(|| RegistryError::NotFound { reference: source.reference(source_tag) })?;
+    let digest = top.digest();
+    finish(source, destination, &digest, current?, Ok(top), tag).await
+}
+
+fn strategy(source: &Location<'_>, destination: &Location<'_>) -> Strategy {
     let same_storage = source.registry.identity() == destination.registry.identity();
     let same_repository = same_storage
         && source.registry.repository_path(source.repository)
             == destination.registry.repository_path(destination.repository);
-    let strategy = if same_repository {
+    if same_repository {
         Strategy::Retag
     } else if same_storage {
         Strategy::Mount
     } else {
         Strategy::Copy
-    };
+    }
+}
 
-    let current = destination.registry.resolve(destination.repository, tag).await?;
+/// The rest of a promotion once the destination tag and the source manifest were read.
+async fn finish(
+    source: &Location<'_>,
+    destination: &Location<'_>,
+    digest: &Digest,
+    current: Option<Digest>,
+    top: Result<Manifest, RegistryError>,
+    tag: &str,
+) -> Result<Promotion, RegistryError> {
+    let strategy = strategy(source, destination);
     if current.as_ref() == Some(digest) {
         return Ok(Promotion::nothing(digest, strategy));
     }
@@ -148,19 +187,18 @@ pub async fn promote(
         });
     }
 
-    if strategy == Strategy::Retag {
-        let outcome = destination.registry.tag(destination.repository, digest, tag).await?;
-        let mut promotion = Promotion::nothing(digest, strategy);
-        promotion.manifests_written = usize::from(outcome != TagOutcome::AlreadyPresent);
-        promotion.outcome = outcome;
-        return Ok(promotion);
-    }
-
-    let top = source.registry.fetch_manifest(source.repository, digest).await?;
+    let top = top?;
     let mut promotion = Promotion::nothing(digest, strategy);
-    // A manifest already stored in the destination has everything it references there too:
-    // registries refuse manifests whose blobs or children are missing.
-    if !destination.registry.manifest_exists(destination.repository, digest).await? {
+    // A retag finds everything in place. A copy first asks whether the destination already
+    // has the manifest, and with it everything it references (registries refuse manifests
+    // whose blobs or children are missing). A mount does not ask: mounting what is already
+    // there costs the same request and succeeds.
+    let complete = match strategy {
+        Strategy::Retag => true,
+        Strategy::Mount => false,
+        Strategy::Copy => destination.registry.manifest_exists(destination.repository, digest).await?,
+    };
+    if !complete {
         let (children, blobs) = plan(source, destination, &top).await?;
         transfer_blobs(source, destination, strategy, &blobs, &mut promotion).await?;
         // Children were found parents first; written in reverse, every manifest goes in
@@ -257,14 +295,16 @@ async fn transfer_blob(
     descriptor: &Descriptor,
 ) -> Result<BlobResult, RegistryError> {
     let digest = &descriptor.digest;
-    if destination.registry.blob_exists(destination.repository, digest).await? {
-        return Ok(BlobResult::Present);
-    }
+    // Within one registry the mount is tried first: it succeeds for a blob already in the
+    // destination too, so asking whether it is there would only add a round trip.
     if strategy == Strategy::Mount {
         let from = source.registry.repository_path(source.repository);
         if destination.registry.mount_blob(destination.repository, &from, digest).await? {
             return Ok(BlobResult::Mounted);
         }
+    }
+    if destination.registry.blob_exists(destination.repository, digest).await? {
+        return Ok(BlobResult::Present);
     }
     retry_whole(&destination.registry.retry_policy(), || copy_blob(source, destination, descriptor)).await?;
     Ok(BlobResult::Copied(descriptor.size))

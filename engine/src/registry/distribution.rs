@@ -10,7 +10,7 @@
 //! `Retry-After`.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +33,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 const TAGS_PAGE_SIZE: usize = 1000;
 /// The header in which registries return the digest of what they store or serve.
 const DIGEST_HEADER: &str = "docker-content-digest";
+/// Redirects followed when a blob is served from elsewhere.
+const MAX_REDIRECTS: usize = 5;
 
 /// Whether to talk to the registry over plain HTTP or HTTPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,15 +87,10 @@ impl DistributionRegistry {
         if let Some(namespace) = &namespace {
             validate_repository(namespace)?;
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| RegistryError::InvalidUrl {
-                url: host.to_owned(),
-                reason: format!("the HTTP client cannot be built: {error}"),
-            })?;
+        let client = shared_client(scheme).map_err(|error| RegistryError::InvalidUrl {
+            url: host.to_owned(),
+            reason: format!("the HTTP client cannot be built: {error}"),
+        })?;
         let base_url = match scheme {
             Scheme::Http => format!("http://{host}"),
             Scheme::Https => format!("https://{host}"),
@@ -147,20 +144,20 @@ impl DistributionRegistry {
         path: &str,
         reference: &str,
         context: &Context,
-    ) -> Result<Option<(Option<String>, Bytes)>, RegistryError> {
+    ) -> Result<Option<Fetched>, RegistryError> {
         let scopes = pull_scope(path);
         let request = Request::new(Method::GET, self.url(path, "manifests", reference), &scopes)
             .header(ACCEPT, accept_manifests());
         let response = self.transport.send(&request, context).await?;
         match response.status() {
             StatusCode::OK => {
-                let content_type = response
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(|value| value.to_str().ok())
-                    .map(|value| value.split(';').next().unwrap_or(value).trim().to_owned());
+                let header =
+                    |name| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+                let content_type =
+                    header(CONTENT_TYPE.as_str()).map(|value| value.split(';').next().unwrap_or("").trim().to_owned());
+                let digest = header(DIGEST_HEADER).map(|value| value.trim().to_owned());
                 let body = response.bytes().await.map_err(|error| context.error(error))?;
-                Ok(Some((content_type, body)))
+                Ok(Some(Fetched { content_type, digest, body }))
             }
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(context.unexpected(response).await),
@@ -214,6 +211,30 @@ impl DistributionRegistry {
         .await
     }
 
+    /// Follows a redirect of a plain-HTTP registry, whose own client neither follows redirects
+    /// nor trusts any certificate, to where the blob is stored (often HTTPS object storage).
+    /// Credentials stay behind: they belong to the registry, not to the storage.
+    async fn follow_redirect(&self, mut response: Response, context: &Context) -> Result<Response, RegistryError> {
+        let client = shared_client(Scheme::Https).map_err(|error| context.error(error))?;
+        for _ in 0..MAX_REDIRECTS {
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let Some(location) = upload_location(&response) else {
+                return Ok(response);
+            };
+            let target = response.url().join(&location).map_err(|error| {
+                context.error(ResponseError {
+                    status: response.status().as_u16(),
+                    code: None,
+                    message: format!("the redirect to {location:?} is not a usable URL: {error}"),
+                })
+            })?;
+            response = client.get(target).send().await.map_err(|error| context.error(error))?;
+        }
+        Ok(response)
+    }
+
     /// Cancels an upload session that will not be used, so that it does not linger until
     /// the registry purges it. Failures do not matter.
     async fn cancel_upload(&self, path: &str, location: &str, context: &Context) {
@@ -236,10 +257,7 @@ impl Registry for DistributionRegistry {
             return Digest::parse(digest.trim()).map(Some);
         }
         // Not every registry sends the digest header; the digest of the bytes is the truth.
-        match self.get_manifest(&path, tag, &context).await? {
-            Some((_, body)) => Ok(Some(Digest::of(&body))),
-            None => Ok(None),
-        }
+        Ok(self.get_manifest(&path, tag, &context).await?.map(|fetched| Digest::of(&fetched.body)))
     }
 
     async fn tag(&self, repository: &str, digest: &Digest, tag: &str) -> Result<TagOutcome, RegistryError> {
@@ -378,18 +396,33 @@ impl Registry for DistributionRegistry {
         let path = self.path(repository)?;
         let name = self.reference(repository, digest.as_str());
         let context = Context::new("pull manifest", name.clone());
-        let Some((content_type, body)) = self.get_manifest(&path, digest.as_str(), &context).await? else {
+        let Some(fetched) = self.get_manifest(&path, digest.as_str(), &context).await? else {
             return Err(RegistryError::NotFound { reference: name });
         };
         // Hashing ties the bytes to the digest that was asked for, whatever the registry sent.
-        let actual = Digest::of(&body);
+        let actual = Digest::of(&fetched.body);
         if &actual != digest {
             return Err(RegistryError::DigestMismatch { expected: digest.to_string(), actual: actual.to_string() });
         }
-        let declared = content_type.filter(|value| MANIFEST_MEDIA_TYPES.contains(&value.as_str()));
-        let parsed = parse_manifest(&body, declared.as_deref())
-            .map_err(|reason| RegistryError::InvalidManifest { reference: name, reason })?;
-        Ok(Manifest { bytes: body.to_vec(), media_type: parsed.media_type })
+        fetched.into_manifest(name)
+    }
+
+    async fn fetch_tagged(&self, repository: &str, tag: &str) -> Result<Option<Manifest>, RegistryError> {
+        let path = self.path(repository)?;
+        validate_tag(tag)?;
+        let name = self.reference(repository, tag);
+        let context = Context::new("pull manifest", name.clone());
+        let Some(fetched) = self.get_manifest(&path, tag, &context).await? else {
+            return Ok(None);
+        };
+        // The digest is the hash of the bytes; a registry that names another one is not trusted.
+        let actual = Digest::of(&fetched.body);
+        if let Some(announced) = &fetched.digest
+            && announced != actual.as_str()
+        {
+            return Err(RegistryError::DigestMismatch { expected: announced.clone(), actual: actual.to_string() });
+        }
+        fetched.into_manifest(name).map(Some)
     }
 
     async fn manifest_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
@@ -448,6 +481,8 @@ impl Registry for DistributionRegistry {
         match response.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
+            // Served from elsewhere (object storage), so it is there.
+            status if status.is_redirection() => Ok(true),
             _ => Err(context.unexpected(response).await),
         }
     }
@@ -458,7 +493,10 @@ impl Registry for DistributionRegistry {
         let context = Context::new("download blob", name.clone());
         let scopes = pull_scope(&path);
         let request = Request::new(Method::GET, self.url(&path, "blobs", digest.as_str()), &scopes);
-        let response = self.transport.send(&request, &context).await?;
+        let mut response = self.transport.send(&request, &context).await?;
+        if response.status().is_redirection() {
+            response = self.follow_redirect(response, &context).await?;
+        }
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Err(RegistryError::NotFound { reference: name }),
@@ -558,6 +596,54 @@ impl Registry for DistributionRegistry {
             _ => Err(context.unexpected(response).await),
         }
     }
+}
+
+/// A manifest as a registry served it.
+struct Fetched {
+    content_type: Option<String>,
+    digest: Option<String>,
+    body: Bytes,
+}
+
+impl Fetched {
+    /// The manifest with the media type it was served with, or the one its body declares when
+    /// the registry sent something generic.
+    fn into_manifest(self, reference: String) -> Result<Manifest, RegistryError> {
+        let declared = self.content_type.filter(|value| MANIFEST_MEDIA_TYPES.contains(&value.as_str()));
+        let parsed = parse_manifest(&self.body, declared.as_deref())
+            .map_err(|reason| RegistryError::InvalidManifest { reference, reason })?;
+        Ok(Manifest { bytes: self.body.to_vec(), media_type: parsed.media_type })
+    }
+}
+
+/// The HTTP client every distribution registry of the process reached with `scheme` uses.
+///
+/// One client per scheme means one connection pool (a promotion between two repositories of a
+/// registry reuses connections) and loading the system's trusted roots at most once. The
+/// plain-HTTP client loads no roots at all, which is most of the start-up cost of a short
+/// command such as a retag on a local registry; it follows no redirects either, so that a
+/// redirect to HTTPS storage goes through the HTTPS client ([`DistributionRegistry::follow_redirect`]).
+fn shared_client(scheme: Scheme) -> Result<reqwest::Client, reqwest::Error> {
+    static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+    static HTTPS: OnceLock<reqwest::Client> = OnceLock::new();
+    let cell = match scheme {
+        Scheme::Http => &HTTP,
+        Scheme::Https => &HTTPS,
+    };
+    if let Some(client) = cell.get() {
+        return Ok(client.clone());
+    }
+    let builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")));
+    let client = match scheme {
+        Scheme::Http => builder.tls_certs_only(std::iter::empty()).redirect(reqwest::redirect::Policy::none()),
+        Scheme::Https => builder,
+    }
+    .build()?;
+    // Two threads may both build one; either is fine, and the clone shares the pool.
+    Ok(cell.get_or_init(|| client).clone())
 }
 
 fn pull_scope(path: &str) -> Vec<String> {

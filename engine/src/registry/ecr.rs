@@ -329,6 +329,25 @@ impl Registry for EcrRegistry {
         to_manifest(image, digest, &reference)
     }
 
+    async fn fetch_tagged(&self, repository: &str, tag: &str) -> Result<Option<Manifest>, RegistryError> {
+        validate_repository(repository)?;
+        validate_tag(tag)?;
+        let reference = self.reference(repository, tag);
+        let id = ImageIdentifier::builder().image_tag(tag).build();
+        let images = self.batch_get(repository, vec![id], "pull manifest", &reference).await?.unwrap_or_default();
+        let Some(image) = images.first() else {
+            return Ok(None);
+        };
+        let digest =
+            image.image_id().and_then(|id| id.image_digest()).map(Digest::parse).transpose()?.ok_or_else(|| {
+                RegistryError::InvalidManifest {
+                    reference: reference.clone(),
+                    reason: "ECR returned the image without its digest".to_owned(),
+                }
+            })?;
+        to_manifest(image, &digest, &reference).map(Some)
+    }
+
     async fn manifest_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
         match self.fetch_manifest(repository, digest).await {
             Ok(_) => Ok(true),

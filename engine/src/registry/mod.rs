@@ -46,7 +46,7 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-pub use copy::{Location, Promotion, Strategy, promote};
+pub use copy::{Location, Promotion, Strategy, promote, promote_tag};
 pub use distribution::{DistributionRegistry, Scheme};
 pub use ecr::EcrRegistry;
 pub use http::RetryPolicy;
@@ -223,6 +223,20 @@ pub trait Registry: Send + Sync {
     ///
     /// Fails with [`RegistryError::NotFound`] when the repository holds no such manifest.
     async fn fetch_manifest(&self, repository: &str, digest: &Digest) -> Result<Manifest, RegistryError>;
+
+    /// Reads the manifest `tag` points at, or None when the tag does not exist. Its digest is
+    /// [`Manifest::digest`].
+    async fn fetch_tagged(&self, repository: &str, tag: &str) -> Result<Option<Manifest>, RegistryError> {
+        match self.resolve(repository, tag).await? {
+            Some(digest) => match self.fetch_manifest(repository, &digest).await {
+                Ok(manifest) => Ok(Some(manifest)),
+                // Moved or deleted between the two requests: as good as not there.
+                Err(RegistryError::NotFound { .. }) => Ok(None),
+                Err(error) => Err(error),
+            },
+            None => Ok(None),
+        }
+    }
 
     /// Whether the repository holds the manifest with `digest`.
     async fn manifest_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError>;

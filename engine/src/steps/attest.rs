@@ -27,9 +27,7 @@ use serde_json::{Value, json};
 
 use super::sign::{check_one_key, parse_settings, settings, signing_key, supply_chain_error};
 use super::{Step, StepContext, StepError, StepOutcome, chain, classify};
-use crate::supply_chain::{
-    AttestOutcome, PROVENANCE_PREDICATE_TYPE, Promotion, attest_image, promotion_provenance,
-};
+use crate::supply_chain::{AttestOutcome, PROVENANCE_PREDICATE_TYPE, Promotion, attest_image, promotion_provenance};
 
 /// See the module documentation.
 pub struct Attest;
@@ -73,10 +71,9 @@ impl Step for Attest {
                      predicate"
                 ),
             )),
-            (_, Some(kind)) if !kind.contains(':') => problems.push((
-                "predicate_type".to_owned(),
-                format!("{kind:?} is not a URI"),
-            )),
+            (_, Some(kind)) if !kind.contains(':') => {
+                problems.push(("predicate_type".to_owned(), format!("{kind:?} is not a URI")))
+            }
             _ => {}
         }
         problems
@@ -85,17 +82,11 @@ impl Step for Attest {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let settings: AttestSettings = settings(ctx)?;
         let digest = ctx.require_digest()?;
-        let key = signing_key(
-            ctx,
-            settings.key.as_deref(),
-            settings.key_env.as_deref(),
-            settings.password_env.as_deref(),
-        )?;
+        let key =
+            signing_key(ctx, settings.key.as_deref(), settings.key_env.as_deref(), settings.password_env.as_deref())?;
         let artifact = &ctx.plan.artifact;
-        let registry = ctx
-            .capabilities
-            .registry(&artifact.registry_url)
-            .map_err(|e| classify(e.is_transient(), chain(&e)))?;
+        let registry =
+            ctx.capabilities.registry(&artifact.registry_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
         let image = registry.reference(&artifact.repository, "");
         let (predicate_type, predicate) = match &settings.predicate_step {
             Some(step) => {
@@ -105,33 +96,19 @@ impl Step for Attest {
                         ctx.step
                     ))
                 })?;
-                let predicate_type = settings
-                    .predicate_type
-                    .clone()
-                    .unwrap_or_else(|| PROVENANCE_PREDICATE_TYPE.to_owned());
+                let predicate_type =
+                    settings.predicate_type.clone().unwrap_or_else(|| PROVENANCE_PREDICATE_TYPE.to_owned());
                 (predicate_type, outputs)
             }
-            None => (
-                PROVENANCE_PREDICATE_TYPE.to_owned(),
-                promotion_provenance(&promotion(ctx, &image, &digest)),
-            ),
+            None => (PROVENANCE_PREDICATE_TYPE.to_owned(), promotion_provenance(&promotion(ctx, &image, &digest))),
         };
         ctx.failpoint("before-side-effect");
-        let outcome = attest_image(
-            registry.as_ref(),
-            &artifact.repository,
-            &digest,
-            &key,
-            &predicate_type,
-            predicate,
-        )
-        .await
-        .map_err(supply_chain_error)?;
+        let outcome = attest_image(registry.as_ref(), &artifact.repository, &digest, &key, &predicate_type, predicate)
+            .await
+            .map_err(supply_chain_error)?;
         ctx.failpoint("after-side-effect");
         let (result, tag, manifest) = match outcome {
-            AttestOutcome::Attached { tag, manifest } => {
-                ("attached", tag, Some(manifest.to_string()))
-            }
+            AttestOutcome::Attached { tag, manifest } => ("attached", tag, Some(manifest.to_string())),
             AttestOutcome::AlreadyPresent { tag } => ("already-present", tag, None),
         };
         Ok(StepOutcome::Succeeded {
@@ -162,9 +139,7 @@ fn promotion(ctx: &StepContext, image: &str, digest: &crate::registry::Digest) -
     // Only github.com has a URL that follows from the repository name alone; a GitLab or
     // GitHub Enterprise host is not known here, and a wrong URL would be worse than none.
     let source_url = match event.forge {
-        Forge::Github if !event.repo.is_empty() => {
-            Some(format!("https://github.com/{}", event.repo))
-        }
+        Forge::Github if !event.repo.is_empty() => Some(format!("https://github.com/{}", event.repo)),
         _ => None,
     };
     let gates: BTreeMap<String, Value> = plan
@@ -224,10 +199,6 @@ mod tests {
         }));
         assert!(problems[0].1.contains("not a URI"), "{problems:?}");
         // Both problems at once: no key, and a type without a step.
-        assert_eq!(
-            step.check_config(&json!({"predicate_type": "https://x/y"}))
-                .len(),
-            2
-        );
+        assert_eq!(step.check_config(&json!({"predicate_type": "https://x/y"})).len(), 2);
     }
 }

@@ -63,18 +63,12 @@ impl Step for Gate {
         };
         let mut problems = Vec::new();
         if settings.policy.is_none() && settings.max_score.is_none() {
-            problems.push((
-                "policy".into(),
-                "name a gate policy file (`policy`) or a `max_score`".into(),
-            ));
+            problems.push(("policy".into(), "name a gate policy file (`policy`) or a `max_score`".into()));
         }
         if let Some(score) = settings.max_score
             && !(0.0..=10.0).contains(&score)
         {
-            problems.push((
-                "max_score".into(),
-                format!("{score} is not a CVSS score (0.0 to 10.0)"),
-            ));
+            problems.push(("max_score".into(), format!("{score} is not a CVSS score (0.0 to 10.0)")));
         }
         if settings.scans.as_ref().is_some_and(Vec::is_empty) {
             problems.push(("scans".into(), "the list of scan steps is empty".into()));
@@ -86,9 +80,8 @@ impl Step for Gate {
         if let Some(denied) = recorded_denial(ctx) {
             return Err(denied);
         }
-        let settings: GateSettings = parse(&ctx.config).map_err(|e| {
-            StepError::terminal(format!("step {} has invalid settings: {e}", ctx.step))
-        })?;
+        let settings: GateSettings = parse(&ctx.config)
+            .map_err(|e| StepError::terminal(format!("step {} has invalid settings: {e}", ctx.step)))?;
         let stored = scan_reports(ctx, settings.scans.as_deref())?;
         let policy_path = settings.policy.as_deref().map(|p| settings_path(ctx, p));
         let max_score = settings.max_score;
@@ -112,8 +105,8 @@ impl Step for Gate {
             }
             let mut documents = Vec::new();
             for path in &stored {
-                let document = reports::read(std::path::Path::new(path))
-                    .map_err(|e| StepError::terminal(super::chain(&e)))?;
+                let document =
+                    reports::read(std::path::Path::new(path)).map_err(|e| StepError::terminal(super::chain(&e)))?;
                 documents.push(document);
             }
             let findings: Vec<_> = documents.iter().flat_map(|d| d.findings.clone()).collect();
@@ -131,8 +124,8 @@ impl Step for Gate {
             evaluate(&policy, &input).map_err(|e| StepError::terminal(super::chain(&e)))
         })
         .await?;
-        let verdict_json = serde_json::to_value(&verdict)
-            .map_err(|e| StepError::terminal(format!("record the verdict: {e}")))?;
+        let verdict_json =
+            serde_json::to_value(&verdict).map_err(|e| StepError::terminal(format!("record the verdict: {e}")))?;
         let outputs = json!({
             "decision": verdict.decision.as_str(),
             "reasons": verdict.reasons,
@@ -140,10 +133,7 @@ impl Step for Gate {
             "verdict": verdict_json,
         });
         match verdict.decision {
-            Decision::Allow => Ok(StepOutcome::Succeeded {
-                outputs,
-                pin_digest: None,
-            }),
+            Decision::Allow => Ok(StepOutcome::Succeeded { outputs, pin_digest: None }),
             // Park for an instant so the verdict is stored as this step's progress; the next
             // attempt finds it there and fails with its reasons.
             Decision::Deny => Ok(StepOutcome::Waiting {
@@ -170,18 +160,10 @@ fn recorded_denial(ctx: &StepContext) -> Option<StepError> {
     let mut message = format!(
         "gate denied the promotion into {}: {}",
         ctx.plan.target.environment,
-        reasons
-            .iter()
-            .take(REASONS_IN_ERROR)
-            .copied()
-            .collect::<Vec<_>>()
-            .join("; ")
+        reasons.iter().take(REASONS_IN_ERROR).copied().collect::<Vec<_>>().join("; ")
     );
     if reasons.len() > REASONS_IN_ERROR {
-        message.push_str(&format!(
-            "; and {} more (see the step's verdict)",
-            reasons.len() - REASONS_IN_ERROR
-        ));
+        message.push_str(&format!("; and {} more (see the step's verdict)", reasons.len() - REASONS_IN_ERROR));
     }
     Some(StepError::terminal(message))
 }
@@ -189,11 +171,7 @@ fn recorded_denial(ctx: &StepContext) -> Option<StepError> {
 /// Stored report paths from the outputs of the named scan steps (or of every scan step).
 fn scan_reports(ctx: &StepContext, names: Option<&[String]>) -> Result<Vec<String>, StepError> {
     let stored = |output: &Value| {
-        output
-            .get("scan")
-            .and_then(|scan| scan.get("stored"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        output.get("scan").and_then(|scan| scan.get("stored")).and_then(Value::as_str).map(str::to_string)
     };
     let paths: Vec<String> = match names {
         Some(names) => names
@@ -223,28 +201,16 @@ mod tests {
     use super::*;
 
     fn check(config: Value) -> Vec<String> {
-        Gate.check_config(&config)
-            .into_iter()
-            .map(|(path, message)| format!("{path}: {message}"))
-            .collect()
+        Gate.check_config(&config).into_iter().map(|(path, message)| format!("{path}: {message}")).collect()
     }
 
     #[test]
     fn settings_are_checked() {
         assert!(check(json!({"policy": "gates/policy.yaml"})).is_empty());
         assert!(check(json!({"max_score": 7.0, "scans": ["trivy"]})).is_empty());
-        assert_eq!(
-            check(json!({})),
-            ["policy: name a gate policy file (`policy`) or a `max_score`"]
-        );
-        assert_eq!(
-            check(json!({"max_score": 12})),
-            ["max_score: 12 is not a CVSS score (0.0 to 10.0)"]
-        );
-        assert_eq!(
-            check(json!({"policy": "p.yaml", "scans": []})),
-            ["scans: the list of scan steps is empty"]
-        );
+        assert_eq!(check(json!({})), ["policy: name a gate policy file (`policy`) or a `max_score`"]);
+        assert_eq!(check(json!({"max_score": 12})), ["max_score: 12 is not a CVSS score (0.0 to 10.0)"]);
+        assert_eq!(check(json!({"policy": "p.yaml", "scans": []})), ["scans: the list of scan steps is empty"]);
         assert!(check(json!({"polcy": "p.yaml"}))[0].contains("unknown field `polcy`"));
     }
 }

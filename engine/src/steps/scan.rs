@@ -45,22 +45,14 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Parses settings as `check_config` and `run` both need them.
 pub(super) fn parse<T: serde::de::DeserializeOwned>(config: &Value) -> Result<T, String> {
-    let config = if config.is_null() {
-        Value::Object(Default::default())
-    } else {
-        config.clone()
-    };
+    let config = if config.is_null() { Value::Object(Default::default()) } else { config.clone() };
     serde_json::from_value(config).map_err(|e| e.to_string())
 }
 
 /// A path from step settings: absolute as it is, relative against the config directory.
 pub(super) fn settings_path(ctx: &StepContext, path: &str) -> PathBuf {
     let path = Path::new(path);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        ctx.capabilities.config_dir().join(path)
-    }
+    if path.is_absolute() { path.to_path_buf() } else { ctx.capabilities.config_dir().join(path) }
 }
 
 impl ScanSettings {
@@ -71,10 +63,9 @@ impl ScanSettings {
                 "command".into(),
                 "name the report: `command` (a scanner to run) or `report` (a file or URL)".into(),
             )),
-            (Some(_), Some(_)) => problems.push((
-                "report".into(),
-                "give either `command` or `report`, not both".into(),
-            )),
+            (Some(_), Some(_)) => {
+                problems.push(("report".into(), "give either `command` or `report`, not both".into()))
+            }
             (Some(command), None) if command.split_whitespace().next().is_none() => {
                 problems.push(("command".into(), "the command is empty".into()))
             }
@@ -83,10 +74,10 @@ impl ScanSettings {
             }
             _ => {}
         }
-        if let Some(timeout) = &self.timeout {
-            if let Err(error) = gantry_workflows::config::parse_duration(timeout) {
-                problems.push(("timeout".into(), error));
-            }
+        if let Some(timeout) = &self.timeout
+            && let Err(error) = gantry_workflows::config::parse_duration(timeout)
+        {
+            problems.push(("timeout".into(), error));
         }
         problems
     }
@@ -125,9 +116,8 @@ impl Step for Scan {
     }
 
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
-        let settings: ScanSettings = parse(&ctx.config).map_err(|e| {
-            StepError::terminal(format!("step {} has invalid settings: {e}", ctx.step))
-        })?;
+        let settings: ScanSettings = parse(&ctx.config)
+            .map_err(|e| StepError::terminal(format!("step {} has invalid settings: {e}", ctx.step)))?;
         let timeout = settings.timeout();
         let fetched = match (&settings.command, &settings.report) {
             (Some(command), _) => run_scanner(ctx, command, timeout).await?,
@@ -135,14 +125,10 @@ impl Step for Scan {
             (None, Some(report)) => {
                 let path = settings_path(ctx, report);
                 let shown = path.display().to_string();
-                let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                    StepError::terminal(format!("read the scan report {shown}: {e}"))
-                })?;
-                Fetched {
-                    source: "file",
-                    origin: shown,
-                    bytes,
-                }
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| StepError::terminal(format!("read the scan report {shown}: {e}")))?;
+                Fetched { source: "file", origin: shown, bytes }
             }
             (None, None) => {
                 return Err(StepError::terminal(format!(
@@ -151,25 +137,19 @@ impl Step for Scan {
                 )));
             }
         };
-        let evidence = ctx
-            .capabilities
-            .data_dir()
-            .join("evidence")
-            .join(&ctx.run_id)
-            .join(format!("{}.json", ctx.step));
+        let evidence =
+            ctx.capabilities.data_dir().join("evidence").join(&ctx.run_id).join(format!("{}.json", ctx.step));
         let stored = evidence.display().to_string();
         let origin = fetched.origin.clone();
         let summary = blocking(move || {
-            let document = reports::parse(&origin, &fetched.bytes)
-                .map_err(|e| StepError::terminal(super::chain(&e)))?;
+            let document =
+                reports::parse(&origin, &fetched.bytes).map_err(|e| StepError::terminal(super::chain(&e)))?;
             if let Some(parent) = evidence.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StepError::transient(format!("create {}: {e}", parent.display()))
-                })?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| StepError::transient(format!("create {}: {e}", parent.display())))?;
             }
-            std::fs::write(&evidence, &fetched.bytes).map_err(|e| {
-                StepError::transient(format!("store the report as {}: {e}", evidence.display()))
-            })?;
+            std::fs::write(&evidence, &fetched.bytes)
+                .map_err(|e| StepError::transient(format!("store the report as {}: {e}", evidence.display())))?;
             Ok(summarize(&document))
         })
         .await?;
@@ -214,11 +194,7 @@ fn summarize(document: &reports::Document) -> Summary {
         sha256: document.sha256.clone(),
         findings: document.findings.len(),
         vex_statements: document.vex.len(),
-        fixable: document
-            .findings
-            .iter()
-            .filter(|f| f.fix_state == FixState::Fixed)
-            .count(),
+        fixable: document.findings.iter().filter(|f| f.fix_state == FixState::Fixed).count(),
         by_severity,
     }
 }
@@ -231,17 +207,11 @@ fn is_url(report: &str) -> bool {
 fn render_command(ctx: &StepContext, command: &str) -> Result<Vec<String>, StepError> {
     let artifact = &ctx.plan.artifact;
     let needs_digest = command.contains("{image}") || command.contains("{digest}");
-    let digest = if needs_digest {
-        Some(ctx.require_digest()?)
-    } else {
-        None
-    };
+    let digest = if needs_digest { Some(ctx.require_digest()?) } else { None };
     let image = match &digest {
         Some(digest) => {
-            let registry = ctx
-                .capabilities
-                .registry(&artifact.registry_url)
-                .map_err(|e| StepError::terminal(super::chain(&e)))?;
+            let registry =
+                ctx.capabilities.registry(&artifact.registry_url).map_err(|e| StepError::terminal(super::chain(&e)))?;
             registry.reference(&artifact.repository, digest.as_str())
         }
         None => String::new(),
@@ -258,20 +228,14 @@ fn render_command(ctx: &StepContext, command: &str) -> Result<Vec<String>, StepE
         .collect())
 }
 
-async fn run_scanner(
-    ctx: &StepContext,
-    command: &str,
-    timeout: Duration,
-) -> Result<Fetched, StepError> {
+async fn run_scanner(ctx: &StepContext, command: &str, timeout: Duration) -> Result<Fetched, StepError> {
     let argv = render_command(ctx, command)?;
     run_argv(&argv, timeout).await
 }
 
 /// Runs `argv` (no shell) and takes its standard output as the report.
 async fn run_argv(argv: &[String], timeout: Duration) -> Result<Fetched, StepError> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| StepError::terminal("run scanner: the command is empty"))?;
+    let (program, args) = argv.split_first().ok_or_else(|| StepError::terminal("run scanner: the command is empty"))?;
     let shown = argv.join(" ");
     let child = tokio::process::Command::new(program)
         .args(args)
@@ -289,12 +253,7 @@ async fn run_argv(argv: &[String], timeout: Duration) -> Result<Fetched, StepErr
     // Dropping the child on timeout kills it (`kill_on_drop`).
     let output = tokio::time::timeout(timeout, child.wait_with_output())
         .await
-        .map_err(|_| {
-            StepError::transient(format!(
-                "run scanner `{shown}`: no report after {}s",
-                timeout.as_secs()
-            ))
-        })?
+        .map_err(|_| StepError::transient(format!("run scanner `{shown}`: no report after {}s", timeout.as_secs())))?
         .map_err(|e| StepError::transient(format!("run scanner `{shown}`: {e}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -306,11 +265,7 @@ async fn run_argv(argv: &[String], timeout: Duration) -> Result<Fetched, StepErr
             tail.join(" / ")
         )));
     }
-    Ok(Fetched {
-        source: "command",
-        origin: shown,
-        bytes: output.stdout,
-    })
+    Ok(Fetched { source: "command", origin: shown, bytes: output.stdout })
 }
 
 async fn download(url: &str, timeout: Duration) -> Result<Fetched, StepError> {
@@ -332,15 +287,9 @@ async fn download(url: &str, timeout: Duration) -> Result<Fetched, StepError> {
             StepError::terminal(message)
         });
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| StepError::transient(format!("download the scan report {url}: {e}")))?;
-    Ok(Fetched {
-        source: "url",
-        origin: url.to_string(),
-        bytes: bytes.to_vec(),
-    })
+    let bytes =
+        response.bytes().await.map_err(|e| StepError::transient(format!("download the scan report {url}: {e}")))?;
+    Ok(Fetched { source: "url", origin: url.to_string(), bytes: bytes.to_vec() })
 }
 
 #[cfg(test)]
@@ -348,10 +297,7 @@ mod tests {
     use super::*;
 
     fn check(config: Value) -> Vec<String> {
-        Scan.check_config(&config)
-            .into_iter()
-            .map(|(path, message)| format!("{path}: {message}"))
-            .collect()
+        Scan.check_config(&config).into_iter().map(|(path, message)| format!("{path}: {message}")).collect()
     }
 
     fn words(command: &str) -> Vec<String> {
@@ -360,28 +306,20 @@ mod tests {
 
     #[tokio::test]
     async fn the_scanners_standard_output_is_the_report() {
-        let fetched = run_argv(&words("printf {\"matches\":[]}"), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let fetched = run_argv(&words("printf {\"matches\":[]}"), Duration::from_secs(10)).await.unwrap();
         assert_eq!(fetched.bytes, br#"{"matches":[]}"#);
         assert_eq!(fetched.source, "command");
     }
 
     #[tokio::test]
     async fn a_failing_slow_or_missing_scanner_is_an_error() {
-        let failed = run_argv(&words("ls /no/such/dir"), Duration::from_secs(10))
-            .await
-            .unwrap_err();
+        let failed = run_argv(&words("ls /no/such/dir"), Duration::from_secs(10)).await.unwrap_err();
         assert!(matches!(&failed, StepError::Terminal { .. }), "{failed:?}");
         assert!(failed.to_string().contains("it exited with"), "{failed}");
-        let slow = run_argv(&words("sleep 5"), Duration::from_millis(200))
-            .await
-            .unwrap_err();
+        let slow = run_argv(&words("sleep 5"), Duration::from_millis(200)).await.unwrap_err();
         assert!(matches!(&slow, StepError::Transient { .. }), "{slow:?}");
         assert!(slow.to_string().contains("no report after"), "{slow}");
-        let missing = run_argv(&words("no-such-scanner-here"), Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let missing = run_argv(&words("no-such-scanner-here"), Duration::from_secs(1)).await.unwrap_err();
         assert!(missing.to_string().contains("is not installed"), "{missing}");
     }
 
@@ -394,10 +332,8 @@ mod tests {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut request = vec![0u8; 4096];
             let _ = socket.read(&mut request).await;
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
+            let response =
+                format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
             socket.write_all(response.as_bytes()).await.unwrap();
         });
         format!("http://{address}/artifacts/trivy.json")

@@ -60,32 +60,17 @@ impl Step for Sign {
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let settings: SignSettings = settings(ctx)?;
         let digest = ctx.require_digest()?;
-        let key = signing_key(
-            ctx,
-            settings.key.as_deref(),
-            settings.key_env.as_deref(),
-            settings.password_env.as_deref(),
-        )?;
+        let key =
+            signing_key(ctx, settings.key.as_deref(), settings.key_env.as_deref(), settings.password_env.as_deref())?;
         let artifact = &ctx.plan.artifact;
-        let registry = ctx
-            .capabilities
-            .registry(&artifact.registry_url)
-            .map_err(|e| classify(e.is_transient(), chain(&e)))?;
-        let claims: BTreeMap<String, Value> = settings
-            .annotations
-            .into_iter()
-            .map(|(name, value)| (name, Value::String(value)))
-            .collect();
+        let registry =
+            ctx.capabilities.registry(&artifact.registry_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
+        let claims: BTreeMap<String, Value> =
+            settings.annotations.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
         ctx.failpoint("before-side-effect");
-        let outcome = sign_image(
-            registry.as_ref(),
-            &artifact.repository,
-            &digest,
-            &key,
-            Some(claims),
-        )
-        .await
-        .map_err(supply_chain_error)?;
+        let outcome = sign_image(registry.as_ref(), &artifact.repository, &digest, &key, Some(claims))
+            .await
+            .map_err(supply_chain_error)?;
         ctx.failpoint("after-side-effect");
         let (result, tag, manifest) = match outcome {
             SignOutcome::Signed { tag, manifest } => ("signed", tag, Some(manifest.to_string())),
@@ -106,14 +91,8 @@ impl Step for Sign {
 }
 
 /// Parses a step's settings, reporting problems as (path, message) for `check_config`.
-pub(super) fn parse_settings<T: DeserializeOwned>(
-    config: &Value,
-) -> Result<T, Vec<(String, String)>> {
-    let config = if config.is_null() {
-        Value::Object(Default::default())
-    } else {
-        config.clone()
-    };
+pub(super) fn parse_settings<T: DeserializeOwned>(config: &Value) -> Result<T, Vec<(String, String)>> {
+    let config = if config.is_null() { Value::Object(Default::default()) } else { config.clone() };
     serde_json::from_value(config).map_err(|error| vec![(String::new(), error.to_string())])
 }
 
@@ -121,11 +100,7 @@ pub(super) fn parse_settings<T: DeserializeOwned>(
 pub(super) fn settings<T: DeserializeOwned>(ctx: &StepContext) -> Result<T, StepError> {
     parse_settings(&ctx.config).map_err(|problems| {
         let text: Vec<String> = problems.into_iter().map(|(_, message)| message).collect();
-        StepError::terminal(format!(
-            "step {} has invalid settings: {}",
-            ctx.step,
-            text.join("; ")
-        ))
+        StepError::terminal(format!("step {} has invalid settings: {}", ctx.step, text.join("; ")))
     })
 }
 
@@ -135,13 +110,9 @@ pub(super) fn check_one_key(key: Option<&str>, key_env: Option<&str>) -> Vec<(St
         (Some(_), None) | (None, Some(_)) => Vec::new(),
         (None, None) => vec![(
             "key".to_owned(),
-            "name the signing key: `key` (a PEM file) or `key_env` (a variable holding the PEM)"
-                .to_owned(),
+            "name the signing key: `key` (a PEM file) or `key_env` (a variable holding the PEM)".to_owned(),
         )],
-        (Some(_), Some(_)) => vec![(
-            "key_env".to_owned(),
-            "give either `key` or `key_env`, not both".to_owned(),
-        )],
+        (Some(_), Some(_)) => vec![("key_env".to_owned(), "give either `key` or `key_env`, not both".to_owned())],
     }
 }
 
@@ -164,10 +135,7 @@ pub(super) fn signing_key(
         (Some(path), None) => SigningKey::from_file(&settings_path(ctx, path), password),
         (None, Some(variable)) => SigningKey::from_env(variable, password),
         _ => {
-            return Err(StepError::terminal(format!(
-                "step {} needs exactly one of `key` and `key_env`",
-                ctx.step
-            )));
+            return Err(StepError::terminal(format!("step {} needs exactly one of `key` and `key_env`", ctx.step)));
         }
     };
     loaded.map_err(|error| StepError::terminal(chain(&error)))
@@ -187,10 +155,7 @@ pub(super) fn verification_keys(
         );
     }
     if let Some(variable) = key_env {
-        loaded.push(
-            VerificationKey::from_env(variable)
-                .map_err(|error| StepError::terminal(chain(&error)))?,
-        );
+        loaded.push(VerificationKey::from_env(variable).map_err(|error| StepError::terminal(chain(&error)))?);
     }
     Ok(loaded)
 }
@@ -207,15 +172,9 @@ mod tests {
     #[test]
     fn settings_need_exactly_one_key() {
         assert!(Sign.check_config(&json!({"key": "cosign.key"})).is_empty());
-        assert!(
-            Sign.check_config(&json!({"key_env": "KEY", "password_env": "PW"}))
-                .is_empty()
-        );
+        assert!(Sign.check_config(&json!({"key_env": "KEY", "password_env": "PW"})).is_empty());
         assert_eq!(Sign.check_config(&Value::Null)[0].0, "key");
-        assert_eq!(
-            Sign.check_config(&json!({"key": "a", "key_env": "B"}))[0].0,
-            "key_env"
-        );
+        assert_eq!(Sign.check_config(&json!({"key": "a", "key_env": "B"}))[0].0, "key_env");
         let unknown = Sign.check_config(&json!({"key": "a", "kye": "b"}));
         assert!(unknown[0].1.contains("unknown field `kye`"), "{unknown:?}");
         let wrong_type = Sign.check_config(&json!({"key": "a", "annotations": ["x"]}));

@@ -71,17 +71,11 @@ fn settings(config: &Value) -> Result<Settings, Vec<(String, String)>> {
             server.trim_end_matches('/').to_owned()
         }
         Some(server) => {
-            problems.push((
-                "server".to_owned(),
-                format!("{server:?} is not an http(s) URL"),
-            ));
+            problems.push(("server".to_owned(), format!("{server:?} is not an http(s) URL")));
             String::new()
         }
         None => {
-            problems.push((
-                "server".to_owned(),
-                "the Argo CD URL is required".to_owned(),
-            ));
+            problems.push(("server".to_owned(), "the Argo CD URL is required".to_owned()));
             String::new()
         }
     };
@@ -100,9 +94,7 @@ fn settings(config: &Value) -> Result<Settings, Vec<(String, String)>> {
     if problems.is_empty() {
         Ok(Settings {
             server,
-            application: parsed
-                .application
-                .unwrap_or_else(|| "{app}-{env}".to_owned()),
+            application: parsed.application.unwrap_or_else(|| "{app}-{env}".to_owned()),
             token_env: parsed.token_env.unwrap_or_else(|| "ARGOCD_TOKEN".to_owned()),
             poll,
             timeout,
@@ -139,40 +131,24 @@ fn text<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
 
 /// Whether `found` names the same commit as `expected` (either may be abbreviated).
 fn same_revision(found: &str, expected: &str) -> bool {
-    !found.is_empty()
-        && !expected.is_empty()
-        && (found.starts_with(expected) || expected.starts_with(found))
+    !found.is_empty() && !expected.is_empty() && (found.starts_with(expected) || expected.starts_with(found))
 }
 
 /// The app's conditions and its resources that are not healthy, one line each.
 fn problems_of(app: &Value) -> String {
     let mut lines = Vec::new();
-    for condition in app
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for condition in app.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten() {
         lines.push(format!(
             "condition {}: {}",
             text(condition, "/type").unwrap_or("Unknown"),
             text(condition, "/message").unwrap_or("").trim()
         ));
     }
-    for resource in app
-        .pointer("/status/resources")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for resource in app.pointer("/status/resources").and_then(Value::as_array).into_iter().flatten() {
         let health = text(resource, "/health/status").unwrap_or("");
         if matches!(health, "Degraded" | "Missing") {
-            let namespace = text(resource, "/namespace")
-                .map(|namespace| format!("{namespace}/"))
-                .unwrap_or_default();
-            let message = text(resource, "/health/message")
-                .map(|message| format!(": {message}"))
-                .unwrap_or_default();
+            let namespace = text(resource, "/namespace").map(|namespace| format!("{namespace}/")).unwrap_or_default();
+            let message = text(resource, "/health/message").map(|message| format!(": {message}")).unwrap_or_default();
             lines.push(format!(
                 "{} {namespace}{} is {health}{message}",
                 text(resource, "/kind").unwrap_or("resource"),
@@ -197,19 +173,13 @@ pub(crate) fn assess(app: &Value, expected: Option<&str>) -> Assessment {
         revisions.insert(0, revision);
     }
     let at_expected = match expected {
-        Some(expected) => revisions
-            .iter()
-            .any(|revision| same_revision(revision, expected)),
+        Some(expected) => revisions.iter().any(|revision| same_revision(revision, expected)),
         None => true,
     };
     let shown_revision = revisions.first().copied().unwrap_or("none");
     let with_problems = |headline: String| {
         let problems = problems_of(app);
-        if problems.is_empty() {
-            headline
-        } else {
-            format!("{headline}: {problems}")
-        }
+        if problems.is_empty() { headline } else { format!("{headline}: {problems}") }
     };
 
     let operation_phase = text(app, "/status/operationState/phase").unwrap_or("");
@@ -219,25 +189,17 @@ pub(crate) fn assess(app: &Value, expected: Option<&str>) -> Assessment {
     let operation_is_ours = expected.is_none_or(|expected| same_revision(operation_revision, expected));
     if matches!(operation_phase, "Failed" | "Error") && operation_is_ours {
         let message = text(app, "/status/operationState/message").unwrap_or("no message");
-        return Assessment::Failed {
-            reason: with_problems(format!("sync operation {operation_phase}: {message}")),
-        };
+        return Assessment::Failed { reason: with_problems(format!("sync operation {operation_phase}: {message}")) };
     }
     if at_expected && health == "Degraded" {
         return Assessment::Failed {
-            reason: with_problems(format!(
-                "application is Degraded at revision {shown_revision}"
-            )),
+            reason: with_problems(format!("application is Degraded at revision {shown_revision}")),
         };
     }
     if at_expected && sync == "Synced" && health == "Healthy" {
-        return Assessment::Ready {
-            revision: shown_revision.to_owned(),
-        };
+        return Assessment::Ready { revision: shown_revision.to_owned() };
     }
-    Assessment::Pending {
-        state: format!("sync {sync} at revision {shown_revision}, health {health}"),
-    }
+    Assessment::Pending { state: format!("sync {sync} at revision {shown_revision}, health {health}") }
 }
 
 /// A client for one Argo CD server.
@@ -254,34 +216,24 @@ impl ArgoCd {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|error| StepError::terminal(format!("set up the Argo CD client: {error}")))?;
-        Ok(ArgoCd {
-            http,
-            server: server.trim_end_matches('/').to_owned(),
-            token,
-        })
+        Ok(ArgoCd { http, server: server.trim_end_matches('/').to_owned(), token })
     }
 
     /// Reads the Application; errors are classified for the retry policy.
     pub(crate) async fn application(&self, name: &str) -> Result<Value, StepError> {
-        let url = format!(
-            "{}/api/v1/applications/{}",
-            self.server,
-            crate::forge::encode_segment(name)
-        );
+        let url = format!("{}/api/v1/applications/{}", self.server, crate::forge::encode_segment(name));
         let mut request = self.http.get(&url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.map_err(|error| {
-            StepError::transient(format!(
-                "read Argo CD application {name}: {}",
-                error.without_url()
-            ))
+            StepError::transient(format!("read Argo CD application {name}: {}", error.without_url()))
         })?;
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(|error| {
-            StepError::transient(format!("read Argo CD application {name}: {error}"))
-        })?;
+        let body = response
+            .text()
+            .await
+            .map_err(|error| StepError::transient(format!("read Argo CD application {name}: {error}")))?;
         match status {
             200 => serde_json::from_str(&body).map_err(|error| {
                 StepError::terminal(format!(
@@ -295,9 +247,9 @@ impl ArgoCd {
                 "read Argo CD application {name}: HTTP 404: no such application on {}",
                 self.server
             ))),
-            status if status == 429 || status >= 500 => Err(StepError::transient(format!(
-                "read Argo CD application {name}: HTTP {status}"
-            ))),
+            status if status == 429 || status >= 500 => {
+                Err(StepError::transient(format!("read Argo CD application {name}: HTTP {status}")))
+            }
             status => Err(StepError::terminal(format!(
                 "read Argo CD application {name}: HTTP {status}: {}",
                 body.chars().take(200).collect::<String>()
@@ -327,23 +279,17 @@ pub(crate) async fn look(
             }),
             pin_digest: None,
         }),
-        Assessment::Failed { reason } => Err(StepError::terminal(format!(
-            "Argo CD application {application}: {reason}"
-        ))),
+        Assessment::Failed { reason } => {
+            Err(StepError::terminal(format!("Argo CD application {application}: {reason}")))
+        }
         Assessment::Pending { state } => {
             let waited = now_millis().saturating_sub(since);
             if u128::try_from(waited).unwrap_or(0) > timeout.as_millis() {
                 let problems = problems_of(&app);
-                let details = if problems.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {problems}")
-                };
+                let details = if problems.is_empty() { String::new() } else { format!(": {problems}") };
                 return Err(StepError::terminal(format!(
                     "Argo CD application {application} was not synced and Healthy{} within {}s ({state}){details}",
-                    expected
-                        .map(|revision| format!(" at {revision}"))
-                        .unwrap_or_default(),
+                    expected.map(|revision| format!(" at {revision}")).unwrap_or_default(),
                     timeout.as_secs()
                 )));
             }
@@ -373,24 +319,14 @@ impl Step for VerifyArgocd {
 
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let settings = settings(&ctx.config).map_err(|problems| {
-            let text: Vec<String> = problems
-                .iter()
-                .map(|(key, message)| format!("{key}: {message}"))
-                .collect();
+            let text: Vec<String> = problems.iter().map(|(key, message)| format!("{key}: {message}")).collect();
             StepError::terminal(format!("invalid settings: {}", text.join("; ")))
         })?;
-        let application = settings
-            .application
-            .replace("{app}", &ctx.plan.app)
-            .replace("{env}", &ctx.plan.target.environment);
-        let merged = ctx
-            .outputs
-            .values()
-            .find(|outputs| outputs.get("merge_commit").is_some());
-        let pushed = ctx
-            .outputs
-            .values()
-            .find(|outputs| outputs.get("opened").is_some() && outputs.get("commit").is_some());
+        let application =
+            settings.application.replace("{app}", &ctx.plan.app).replace("{env}", &ctx.plan.target.environment);
+        let merged = ctx.outputs.values().find(|outputs| outputs.get("merge_commit").is_some());
+        let pushed =
+            ctx.outputs.values().find(|outputs| outputs.get("opened").is_some() && outputs.get("commit").is_some());
         let expected = merged
             .and_then(|outputs| outputs.get("merge_commit"))
             .and_then(Value::as_str)
@@ -399,19 +335,9 @@ impl Step for VerifyArgocd {
             .map(str::to_owned);
         // The clock starts when this step first ran, which is after the merge.
         let since = ctx.started_at;
-        let token = std::env::var(&settings.token_env)
-            .ok()
-            .filter(|token| !token.is_empty());
+        let token = std::env::var(&settings.token_env).ok().filter(|token| !token.is_empty());
         let argocd = ArgoCd::new(&settings.server, token)?;
-        look(
-            &argocd,
-            &application,
-            expected.as_deref(),
-            settings.poll,
-            settings.timeout,
-            since,
-        )
-        .await
+        look(&argocd, &application, expected.as_deref(), settings.poll, settings.timeout, since).await
     }
 }
 
@@ -420,10 +346,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> String {
-        let path = format!(
-            "{}/../tests/fixtures/argocd/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../tests/fixtures/argocd/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {path}: {error}"))
     }
 
@@ -447,23 +370,10 @@ mod tests {
 
     #[test]
     fn the_captured_application_is_ready_at_its_revision() {
-        assert_eq!(
-            assess(&healthy(), Some("rev1")),
-            Assessment::Ready {
-                revision: "rev1".into()
-            }
-        );
-        assert_eq!(
-            assess(&healthy(), None),
-            Assessment::Ready {
-                revision: "rev1".into()
-            }
-        );
+        assert_eq!(assess(&healthy(), Some("rev1")), Assessment::Ready { revision: "rev1".into() });
+        assert_eq!(assess(&healthy(), None), Assessment::Ready { revision: "rev1".into() });
         // Healthy, but still at the revision before the merge.
-        assert!(matches!(
-            assess(&healthy(), Some("0123456789abcdef")),
-            Assessment::Pending { .. }
-        ));
+        assert!(matches!(assess(&healthy(), Some("0123456789abcdef")), Assessment::Pending { .. }));
     }
 
     #[test]
@@ -472,16 +382,12 @@ mod tests {
             panic!("degraded must fail");
         };
         assert!(reason.contains("Degraded"), "{reason}");
-        assert!(matches!(
-            assess(&degraded(), Some("abc123")),
-            Assessment::Pending { .. }
-        ));
+        assert!(matches!(assess(&degraded(), Some("abc123")), Assessment::Pending { .. }));
 
         let mut app = with_state("Synced", "Degraded", "abc123");
         app["status"]["resources"][1]["health"] =
             json!({"status": "Degraded", "message": "Deployment \"test-lla\" exceeded its progress deadline"});
-        app["status"]["conditions"] =
-            json!([{"type": "SyncError", "message": "one or more objects failed to apply"}]);
+        app["status"]["conditions"] = json!([{"type": "SyncError", "message": "one or more objects failed to apply"}]);
         let Assessment::Failed { reason } = assess(&app, Some("abc1")) else {
             panic!("degraded at the merged revision must fail");
         };
@@ -497,9 +403,7 @@ mod tests {
         for (sync, health) in [("OutOfSync", "Healthy"), ("Synced", "Progressing")] {
             assert_eq!(
                 assess(&with_state(sync, health, "abc123"), Some("abc123")),
-                Assessment::Pending {
-                    state: format!("sync {sync} at revision abc123, health {health}")
-                }
+                Assessment::Pending { state: format!("sync {sync} at revision abc123, health {health}") }
             );
         }
     }
@@ -540,11 +444,7 @@ mod tests {
                     .and(header("authorization", "Bearer token-1"))
                     .respond_with(response);
                 // Each answer is served once, in order; the last one from then on.
-                let mock = if index + 1 < count {
-                    mock.up_to_n_times(1)
-                } else {
-                    mock
-                };
+                let mock = if index + 1 < count { mock.up_to_n_times(1) } else { mock };
                 server.register(mock).await;
             }
             server
@@ -559,13 +459,11 @@ mod tests {
             .await;
             let argocd = ArgoCd::new(&server.uri(), Some("token-1".into())).unwrap();
             let poll = Duration::from_secs(5);
-            let first = look(&argocd, "web-prod", Some("rev1"), poll, Duration::from_secs(600), now_millis())
-                .await
-                .unwrap();
+            let first =
+                look(&argocd, "web-prod", Some("rev1"), poll, Duration::from_secs(600), now_millis()).await.unwrap();
             assert!(matches!(first, StepOutcome::Waiting { retry_in, .. } if retry_in == poll));
-            let second = look(&argocd, "web-prod", Some("rev1"), poll, Duration::from_secs(600), now_millis())
-                .await
-                .unwrap();
+            let second =
+                look(&argocd, "web-prod", Some("rev1"), poll, Duration::from_secs(600), now_millis()).await.unwrap();
             let StepOutcome::Succeeded { outputs, .. } = second else {
                 panic!("expected success, got {second:?}");
             };
@@ -581,14 +479,15 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(&error, StepError::Terminal { message } if message.contains("Degraded")), "{error:?}");
 
-            let server = server_with(vec![ResponseTemplate::new(200)
-                .set_body_json(with_state("OutOfSync", "Healthy", "old"))])
-            .await;
+            let server =
+                server_with(vec![ResponseTemplate::new(200).set_body_json(with_state("OutOfSync", "Healthy", "old"))])
+                    .await;
             let argocd = ArgoCd::new(&server.uri(), Some("token-1".into())).unwrap();
             let long_ago = now_millis() - 3_600_000;
-            let error = look(&argocd, "web-prod", Some("abc123"), Duration::from_secs(1), Duration::from_secs(600), long_ago)
-                .await
-                .unwrap_err();
+            let error =
+                look(&argocd, "web-prod", Some("abc123"), Duration::from_secs(1), Duration::from_secs(600), long_ago)
+                    .await
+                    .unwrap_err();
             let StepError::Terminal { message } = error else {
                 panic!("a timeout is terminal");
             };

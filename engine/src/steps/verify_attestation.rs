@@ -55,10 +55,7 @@ impl Step for VerifyAttestation {
         if let Some(kind) = &settings.predicate_type
             && !kind.contains(':')
         {
-            problems.push((
-                "predicate_type".to_owned(),
-                format!("{kind:?} is not a URI"),
-            ));
+            problems.push(("predicate_type".to_owned(), format!("{kind:?} is not a URI")));
         }
         problems
     }
@@ -67,23 +64,13 @@ impl Step for VerifyAttestation {
         let settings: VerifyAttestationSettings = settings(ctx)?;
         let digest = ctx.require_digest()?;
         let keys = verification_keys(ctx, &settings.keys, settings.key_env.as_deref())?;
-        let predicate_type = settings
-            .predicate_type
-            .unwrap_or_else(|| PROVENANCE_PREDICATE_TYPE.to_owned());
+        let predicate_type = settings.predicate_type.unwrap_or_else(|| PROVENANCE_PREDICATE_TYPE.to_owned());
         let artifact = &ctx.plan.artifact;
-        let registry = ctx
-            .capabilities
-            .registry(&artifact.registry_url)
-            .map_err(|e| classify(e.is_transient(), chain(&e)))?;
-        let verified = verify_attestations(
-            registry.as_ref(),
-            &artifact.repository,
-            &digest,
-            &keys,
-            &predicate_type,
-        )
-        .await
-        .map_err(supply_chain_error)?;
+        let registry =
+            ctx.capabilities.registry(&artifact.registry_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
+        let verified = verify_attestations(registry.as_ref(), &artifact.repository, &digest, &keys, &predicate_type)
+            .await
+            .map_err(supply_chain_error)?;
         let verified: Vec<Value> = verified
             .iter()
             .map(|attestation| {

@@ -52,15 +52,10 @@ impl Step for VerifySignature {
 
     fn check_config(&self, config: &Value) -> Vec<(String, String)> {
         match parse_settings::<VerifySignatureSettings>(config) {
-            Ok(settings)
-                if settings.keys.is_empty()
-                    && settings.key_env.is_none()
-                    && settings.keyless.is_none() =>
-            {
+            Ok(settings) if settings.keys.is_empty() && settings.key_env.is_none() && settings.keyless.is_none() => {
                 vec![(
                     "keys".to_owned(),
-                    "name who must have signed: `keys` (public key files), `key_env`, or `keyless`"
-                        .to_owned(),
+                    "name who must have signed: `keys` (public key files), `key_env`, or `keyless`".to_owned(),
                 )]
             }
             Ok(_) => Vec::new(),
@@ -83,10 +78,8 @@ impl Step for VerifySignature {
         };
         let check = SignatureCheck { keys, keyless };
         let artifact = &ctx.plan.artifact;
-        let registry = ctx
-            .capabilities
-            .registry(&artifact.registry_url)
-            .map_err(|e| classify(e.is_transient(), chain(&e)))?;
+        let registry =
+            ctx.capabilities.registry(&artifact.registry_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
         let verified = verify_signatures(registry.as_ref(), &artifact.repository, &digest, &check)
             .await
             .map_err(supply_chain_error)?;
@@ -119,11 +112,7 @@ mod tests {
             .is_empty()
         );
         assert_eq!(step.check_config(&Value::Null)[0].0, "keys");
-        assert!(
-            !step
-                .check_config(&json!({"keyless": {"trust_root": "x"}}))
-                .is_empty()
-        );
+        assert!(!step.check_config(&json!({"keyless": {"trust_root": "x"}})).is_empty());
         assert!(!step.check_config(&json!({"keys": "ci.pub"})).is_empty());
     }
 }

@@ -52,8 +52,7 @@ struct Settings {
 fn settings(config: &Value) -> Result<Settings, Vec<(String, String)>> {
     let parsed: WaitForMergeConfig = match config {
         Value::Null => WaitForMergeConfig::default(),
-        other => serde_json::from_value(other.clone())
-            .map_err(|error| vec![(String::new(), error.to_string())])?,
+        other => serde_json::from_value(other.clone()).map_err(|error| vec![(String::new(), error.to_string())])?,
     };
     let mut problems = Vec::new();
     let mut duration = |key: &str, value: Option<&String>, default: Duration| match value {
@@ -65,11 +64,7 @@ fn settings(config: &Value) -> Result<Settings, Vec<(String, String)>> {
     };
     let poll = duration("poll", parsed.poll.as_ref(), Duration::from_secs(30));
     let max_poll = duration("max_poll", parsed.max_poll.as_ref(), Duration::from_secs(600));
-    let timeout = duration(
-        "timeout",
-        parsed.timeout.as_ref(),
-        Duration::from_secs(7 * 24 * 3600),
-    );
+    let timeout = duration("timeout", parsed.timeout.as_ref(), Duration::from_secs(7 * 24 * 3600));
     let merge = match &parsed.merge {
         None | Some(Value::Bool(false)) => None,
         Some(Value::Bool(true)) => Some(MergeMethod::Merge),
@@ -86,10 +81,7 @@ fn settings(config: &Value) -> Result<Settings, Vec<(String, String)>> {
             }
         },
         Some(_) => {
-            problems.push((
-                "merge".to_owned(),
-                "expected true, false, or a merge method".to_owned(),
-            ));
+            problems.push(("merge".to_owned(), "expected true, false, or a merge method".to_owned()));
             None
         }
     };
@@ -97,30 +89,15 @@ fn settings(config: &Value) -> Result<Settings, Vec<(String, String)>> {
         problems.push(("poll".to_owned(), "must be longer than zero".to_owned()));
     }
     if max_poll < poll {
-        problems.push((
-            "max_poll".to_owned(),
-            "must not be shorter than `poll`".to_owned(),
-        ));
+        problems.push(("max_poll".to_owned(), "must not be shorter than `poll`".to_owned()));
     }
-    if problems.is_empty() {
-        Ok(Settings {
-            poll,
-            max_poll,
-            timeout,
-            merge,
-        })
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(Settings { poll, max_poll, timeout, merge }) } else { Err(problems) }
 }
 
 /// The polling interval for the `attempt`-th look: `poll`, doubling up to `max_poll`.
 fn poll_interval(settings: &Settings, attempt: u32) -> Duration {
     let doublings = attempt.saturating_sub(1).min(20);
-    settings
-        .poll
-        .saturating_mul(1 << doublings)
-        .min(settings.max_poll)
+    settings.poll.saturating_mul(1 << doublings).min(settings.max_poll)
 }
 
 /// A forge error while waiting: transient ones mean looking again later (never sooner than the
@@ -167,10 +144,7 @@ impl Step for WaitForMerge {
 
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let settings = settings(&ctx.config).map_err(|problems| {
-            let text: Vec<String> = problems
-                .iter()
-                .map(|(key, message)| format!("{key}: {message}"))
-                .collect();
+            let text: Vec<String> = problems.iter().map(|(key, message)| format!("{key}: {message}")).collect();
             StepError::terminal(format!("invalid settings: {}", text.join("; ")))
         })?;
         let opened = ctx
@@ -180,10 +154,7 @@ impl Step for WaitForMerge {
             .cloned();
         let Some(opened) = opened else {
             // open-pr found nothing to change, or there is no open-pr step before this one.
-            let nothing = ctx
-                .outputs
-                .values()
-                .any(|outputs| outputs.get("opened") == Some(&json!(false)));
+            let nothing = ctx.outputs.values().any(|outputs| outputs.get("opened") == Some(&json!(false)));
             if nothing {
                 return Ok(StepOutcome::Succeeded {
                     outputs: json!({ "merged": false, "reason": "there was no change to merge" }),
@@ -195,11 +166,7 @@ impl Step for WaitForMerge {
                 ctx.step
             )));
         };
-        let branch = opened
-            .get("branch")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let branch = opened.get("branch").and_then(Value::as_str).unwrap_or_default().to_owned();
         let repo = ctx.capabilities.repo_url(&ctx.plan.target.repo_url);
         let forge = ctx.capabilities.forge();
         let interval = poll_interval(&settings, ctx.attempt);
@@ -241,10 +208,7 @@ impl Step for WaitForMerge {
                 outputs["merged"] = json!(true);
                 outputs["merge_commit"] = json!(status.merge_commit);
                 outputs["merged_at"] = json!(now_millis());
-                Ok(StepOutcome::Succeeded {
-                    outputs,
-                    pin_digest: None,
-                })
+                Ok(StepOutcome::Succeeded { outputs, pin_digest: None })
             }
             ChangeRequestState::Closed => Err(StepError::terminal(format!(
                 "change request {} on {} for branch {branch} was closed without being merged",
@@ -252,9 +216,8 @@ impl Step for WaitForMerge {
                 forge.name()
             ))),
             ChangeRequestState::Open => {
-                let waited = Duration::from_millis(
-                    u64::try_from(now_millis().saturating_sub(ctx.started_at)).unwrap_or(0),
-                );
+                let waited =
+                    Duration::from_millis(u64::try_from(now_millis().saturating_sub(ctx.started_at)).unwrap_or(0));
                 if waited > settings.timeout {
                     return Err(StepError::terminal(format!(
                         "change request {} on {} was not merged within {}s",
@@ -286,8 +249,7 @@ mod tests {
         assert_eq!(defaults.merge, None);
         let custom = settings(&json!({"poll": "1s", "max_poll": "4s", "merge": "squash"})).unwrap();
         assert_eq!(custom.merge, Some(MergeMethod::Squash));
-        let problems = settings(&json!({"poll": "x", "max_poll": "1ms", "merge": "octopus"}))
-            .unwrap_err();
+        let problems = settings(&json!({"poll": "x", "max_poll": "1ms", "merge": "octopus"})).unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
         assert_eq!(keys, ["poll", "merge", "max_poll"]);
         assert!(settings(&json!({"pol": "1s"})).is_err());
@@ -296,9 +258,7 @@ mod tests {
     #[test]
     fn polling_backs_off_to_the_cap() {
         let settings = settings(&json!({"poll": "1s", "max_poll": "5s"})).unwrap();
-        let intervals: Vec<u64> = (1..=5)
-            .map(|attempt| poll_interval(&settings, attempt).as_secs())
-            .collect();
+        let intervals: Vec<u64> = (1..=5).map(|attempt| poll_interval(&settings, attempt).as_secs()).collect();
         assert_eq!(intervals, [1, 2, 4, 5, 5]);
         assert_eq!(poll_interval(&settings, 400), Duration::from_secs(5));
     }

@@ -13,7 +13,7 @@
 //! - `resolvedDependencies`: the source commit (`gitCommit` digest) and the promoted image;
 //! - `runDetails.metadata.invocationId`: the run id; `startedOn`: when the run was created;
 //! - `runDetails.byproducts`: one descriptor per gate step (`name: gate/<step>`), holding the
-//!   gate's verdict under `annotations.verdict`.
+//!   gate's verdict as JSON `content` and, readably, under `annotations.verdict`.
 
 use std::collections::BTreeMap;
 
@@ -217,9 +217,13 @@ pub fn promotion_provenance(promotion: &Promotion) -> Value {
         .gates
         .iter()
         .map(|(step, verdict)| {
+            // A ResourceDescriptor needs a uri, a digest or content: the verdict itself is the
+            // content (base64 JSON); the annotation repeats it readably.
+            let content = serde_json::to_vec(verdict).unwrap_or_default();
             json!({
                 "name": format!("gate/{step}"),
                 "mediaType": "application/json",
+                "content": BASE64.encode(content),
                 "annotations": {"verdict": verdict},
             })
         })
@@ -500,7 +504,8 @@ mod tests {
         .unwrap();
         let statement = statement_of(&envelope).unwrap();
         assert_eq!(statement.statement_type, STATEMENT_V01);
-        assert_eq!(statement.predicate_type, "https://cosign.sigstore.dev/attestation/v1");
+        // cosign wrote this type without a scheme; reading must not insist on one.
+        assert_eq!(statement.predicate_type, "cosign.sigstore.dev/attestation/v1");
         assert!(!statement.subject.is_empty());
     }
 

@@ -160,8 +160,8 @@ fn version_of_method(method: &str) -> Option<&'static str> {
     }
 }
 
-pub(super) fn parse(name: &str, value: serde_json::Value) -> Result<(Vec<Finding>, Vec<VexStatement>), ReportError> {
-    let bom: Bom = decode(name, ReportFormat::CycloneDx, value)?;
+pub(super) fn parse(name: &str, bytes: &[u8]) -> Result<(Vec<Finding>, Vec<VexStatement>), ReportError> {
+    let bom: Bom = decode(name, ReportFormat::CycloneDx, bytes)?;
     let mut components = HashMap::new();
     if let Some(component) = bom.metadata.as_ref().and_then(|m| m.component.as_ref()) {
         index(std::slice::from_ref(component), &mut components);

@@ -89,8 +89,8 @@ struct Location {
     path: Option<String>,
 }
 
-pub(super) fn parse(name: &str, value: serde_json::Value) -> Result<Vec<Finding>, ReportError> {
-    let report: Report = decode(name, ReportFormat::Grype, value)?;
+pub(super) fn parse(name: &str, bytes: &[u8]) -> Result<Vec<Finding>, ReportError> {
+    let report: Report = decode(name, ReportFormat::Grype, bytes)?;
     Ok(report.matches.into_iter().map(|m| finding(name, m)).collect())
 }
 

@@ -20,8 +20,8 @@ mod trivy;
 
 use std::fmt;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::finding::Finding;
@@ -154,58 +154,97 @@ pub fn read(path: &std::path::Path) -> Result<Document, ReportError> {
 
 /// Recognizes and parses one document named `name`.
 pub fn parse(name: &str, bytes: &[u8]) -> Result<Document, ReportError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|source| ReportError::NotJson { name: name.to_string(), source })?;
-    let format = detect(&value).ok_or_else(|| ReportError::UnknownFormat { name: name.to_string() })?;
+    let format = detect(bytes).map_err(|source| ReportError::NotJson { name: name.to_string(), source })?;
+    let format = format.ok_or_else(|| ReportError::UnknownFormat { name: name.to_string() })?;
     let (findings, vex) = match format {
-        ReportFormat::Trivy => (trivy::parse(name, value)?, Vec::new()),
-        ReportFormat::Grype => (grype::parse(name, value)?, Vec::new()),
-        ReportFormat::Sarif => (sarif::parse(name, value)?, Vec::new()),
-        ReportFormat::CycloneDx => cyclonedx::parse(name, value)?,
-        ReportFormat::OpenVex => (Vec::new(), vex::parse_openvex(name, value)?),
+        ReportFormat::Trivy => (trivy::parse(name, bytes)?, Vec::new()),
+        ReportFormat::Grype => (grype::parse(name, bytes)?, Vec::new()),
+        ReportFormat::Sarif => (sarif::parse(name, bytes)?, Vec::new()),
+        ReportFormat::CycloneDx => cyclonedx::parse(name, bytes)?,
+        ReportFormat::OpenVex => (Vec::new(), vex::parse_openvex(name, bytes)?),
     };
     Ok(Document { name: name.to_string(), format, sha256: hex::encode(Sha256::digest(bytes)), findings, vex })
 }
 
-/// The format of a JSON document, if it is one this crate reads.
-pub fn detect(value: &serde_json::Value) -> Option<ReportFormat> {
-    if let Some(items) = value.as_array() {
-        // Trivy before schema version 2 wrote a bare list of results.
-        let is_trivy = !items.is_empty()
-            && items.iter().all(|item| item.get("Target").is_some() || item.get("Vulnerabilities").is_some());
-        return is_trivy.then_some(ReportFormat::Trivy);
+/// The top-level fields that tell formats apart; everything else is skipped unread, so that
+/// recognizing a large report does not build it twice.
+#[derive(Deserialize)]
+struct Top {
+    #[serde(default, rename = "bomFormat")]
+    bom_format: Option<serde_json::Value>,
+    #[serde(default, rename = "@context")]
+    context: Option<serde_json::Value>,
+    #[serde(default, rename = "$schema")]
+    schema: Option<serde_json::Value>,
+    #[serde(default)]
+    version: Option<serde_json::Value>,
+    #[serde(default)]
+    runs: Option<IgnoredAny>,
+    #[serde(default)]
+    matches: Option<IgnoredAny>,
+    #[serde(default, rename = "SchemaVersion")]
+    schema_version: Option<IgnoredAny>,
+    #[serde(default, rename = "Results")]
+    results: Option<IgnoredAny>,
+    #[serde(default, rename = "ClusterName")]
+    cluster_name: Option<IgnoredAny>,
+}
+
+/// An element of a top-level list (old Trivy reports are a list of results).
+#[derive(Deserialize)]
+struct Item {
+    #[serde(default, rename = "Target")]
+    target: Option<IgnoredAny>,
+    #[serde(default, rename = "Vulnerabilities")]
+    vulnerabilities: Option<IgnoredAny>,
+}
+
+/// The format of a JSON document, if it is one this crate reads; `Err` when it is not JSON.
+pub fn detect(bytes: &[u8]) -> Result<Option<ReportFormat>, serde_json::Error> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    match first {
+        Some(b'{') => match serde_json::from_slice::<Top>(bytes) {
+            Ok(top) => Ok(detect_top(&top)),
+            // Valid JSON whose top-level fields have unexpected types is no known format.
+            Err(error) if error.is_data() => Ok(None),
+            Err(error) => Err(error),
+        },
+        Some(b'[') => match serde_json::from_slice::<Vec<Item>>(bytes) {
+            Ok(items) => Ok((!items.is_empty()
+                && items.iter().all(|i| i.target.is_some() || i.vulnerabilities.is_some()))
+            .then_some(ReportFormat::Trivy)),
+            Err(error) if error.is_data() => Ok(None),
+            Err(error) => Err(error),
+        },
+        _ => serde_json::from_slice::<IgnoredAny>(bytes).map(|_| None),
     }
-    let object = value.as_object()?;
-    if object.get("bomFormat").and_then(|f| f.as_str()) == Some("CycloneDX") {
+}
+
+fn detect_top(top: &Top) -> Option<ReportFormat> {
+    let text = |value: &Option<serde_json::Value>| value.as_ref().and_then(|v| v.as_str()).unwrap_or("").to_string();
+    if text(&top.bom_format) == "CycloneDX" {
         return Some(ReportFormat::CycloneDx);
     }
-    if object.get("@context").and_then(|c| c.as_str()).is_some_and(|c| c.starts_with("https://openvex.dev/ns")) {
+    if text(&top.context).starts_with("https://openvex.dev/ns") {
         return Some(ReportFormat::OpenVex);
     }
-    if object.contains_key("runs") {
-        let schema = object.get("$schema").and_then(|s| s.as_str()).unwrap_or("");
-        let version = object.get("version").and_then(|v| v.as_str()).unwrap_or("");
-        if version == "2.1.0" || schema.contains("sarif") {
-            return Some(ReportFormat::Sarif);
-        }
-        return None;
+    if top.runs.is_some() {
+        let sarif = text(&top.version) == "2.1.0" || text(&top.schema).contains("sarif");
+        return sarif.then_some(ReportFormat::Sarif);
     }
-    if object.contains_key("matches") {
+    if top.matches.is_some() {
         return Some(ReportFormat::Grype);
     }
-    if object.contains_key("SchemaVersion") || object.contains_key("Results") || object.contains_key("ClusterName") {
+    if top.schema_version.is_some() || top.results.is_some() || top.cluster_name.is_some() {
         return Some(ReportFormat::Trivy);
     }
     None
 }
 
-/// Deserializes `value` as `T`, naming the JSON path of a misfit.
-pub(crate) fn decode<T: DeserializeOwned>(
-    name: &str,
-    format: ReportFormat,
-    value: serde_json::Value,
-) -> Result<T, ReportError> {
-    serde_path_to_error::deserialize(value).map_err(|error| ReportError::Malformed {
+/// Deserializes `bytes` as `T`, naming the JSON path of a misfit.
+pub(crate) fn decode<T: DeserializeOwned>(name: &str, format: ReportFormat, bytes: &[u8]) -> Result<T, ReportError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| ReportError::Malformed {
         name: name.to_string(),
         format,
         reason: format!("at {}: {}", error.path(), error.inner()),

@@ -103,8 +103,8 @@ struct ArtifactLocation {
     uri: Option<String>,
 }
 
-pub(super) fn parse(name: &str, value: serde_json::Value) -> Result<Vec<Finding>, ReportError> {
-    let log: Log = decode(name, ReportFormat::Sarif, value)?;
+pub(super) fn parse(name: &str, bytes: &[u8]) -> Result<Vec<Finding>, ReportError> {
+    let log: Log = decode(name, ReportFormat::Sarif, bytes)?;
     let mut findings = Vec::new();
     for run in log.runs {
         let rules = run.tool.driver.rules.unwrap_or_default();

@@ -105,14 +105,14 @@ struct Cvss {
     v40_score: Option<f64>,
 }
 
-pub(super) fn parse(name: &str, value: serde_json::Value) -> Result<Vec<Finding>, ReportError> {
+pub(super) fn parse(name: &str, bytes: &[u8]) -> Result<Vec<Finding>, ReportError> {
     // (location prefix, results) in report order.
     let mut groups: Vec<(Option<String>, Vec<TrivyResult>)> = Vec::new();
-    if value.is_array() {
-        let results: Vec<TrivyResult> = decode(name, ReportFormat::Trivy, value)?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let results: Vec<TrivyResult> = decode(name, ReportFormat::Trivy, bytes)?;
         groups.push((None, results));
     } else {
-        let report: Report = decode(name, ReportFormat::Trivy, value)?;
+        let report: Report = decode(name, ReportFormat::Trivy, bytes)?;
         groups.push((None, report.results.unwrap_or_default()));
         let resources = report.vulnerabilities.into_iter().flatten().chain(report.resources.into_iter().flatten());
         for resource in resources {

@@ -143,7 +143,10 @@ pub async fn release(
     Query(query): Query<AppQuery>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !state.store.release(&environment, query.app.as_deref()).await? {
-        return Err(ApiError::NotFound(format!("no hold on {environment}{}", query.app.map(|a| format!(" for {a}")).unwrap_or_default())));
+        return Err(ApiError::NotFound(format!(
+            "no hold on {environment}{}",
+            query.app.map(|a| format!(" for {a}")).unwrap_or_default()
+        )));
     }
     Ok(done(&state, json!({ "environment": environment, "held": false })))
 }

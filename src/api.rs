@@ -6,9 +6,7 @@ use gantry_engine::model::{ChangeRequest, Millis, Run, StepRun};
 use serde::Serialize;
 
 fn time(millis: Millis) -> String {
-    DateTime::<Utc>::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_millis(millis).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A run as `GET /api/runs` shows it.

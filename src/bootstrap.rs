@@ -40,10 +40,7 @@ pub fn ensure_secret(data_dir: &Path) -> anyhow::Result<(Vec<u8>, bool)> {
 pub fn read_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join(SECRET_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "read the webhook secret {} (run `gantry up` first, or set GANTRY_GITHUB_SECRET)",
-            path.display()
-        )
+        format!("read the webhook secret {} (run `gantry up` first, or set GANTRY_GITHUB_SECRET)", path.display())
     })?;
     Ok(text.trim().as_bytes().to_vec())
 }
@@ -51,14 +48,8 @@ pub fn read_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
 /// Creates whatever the configuration needs locally and does not exist yet.
 pub async fn bootstrap(data_dir: &Path, config: &Config) -> anyhow::Result<Bootstrapped> {
     std::fs::create_dir_all(data_dir)?;
-    let mut done = Bootstrapped {
-        created_secret: ensure_secret(data_dir)?.1,
-        ..Default::default()
-    };
-    let author = Signature {
-        name: "gantry".into(),
-        email: "gantry@localhost".into(),
-    };
+    let mut done = Bootstrapped { created_secret: ensure_secret(data_dir)?.1, ..Default::default() };
+    let author = Signature { name: "gantry".into(), email: "gantry@localhost".into() };
     for (env, _) in &config.environments {
         let url = resolve_repo_url(data_dir, &env.config_repo.url);
         if url.contains("://") || Path::new(&url).exists() {
@@ -68,24 +59,15 @@ pub async fn bootstrap(data_dir: &Path, config: &Config) -> anyhow::Result<Boots
             .apps
             .iter()
             .map(|(app, _)| {
-                let path = env
-                    .config_repo
-                    .path
-                    .replace("{app}", &app.name)
-                    .replace("{env}", &env.name);
+                let path = env.config_repo.path.replace("{app}", &app.name).replace("{env}", &env.name);
                 let content = match &env.config_repo.yaml_path {
-                    Some(yaml_path) => {
-                        helm_values(&app.name, app.image_name(), &env.name, yaml_path)
-                    }
+                    Some(yaml_path) => helm_values(&app.name, app.image_name(), &env.name, yaml_path),
                     None => kustomization(&app.name, app.image_name(), &env.name),
                 };
                 (path, content)
             })
             .collect();
-        let files: Vec<(&str, &[u8])> = files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.as_bytes()))
-            .collect();
+        let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (p.as_str(), c.as_bytes())).collect();
         git::init_bare_repo(Path::new(&url), &env.config_repo.branch, &files, &author)
             .with_context(|| format!("create the {} config repo at {url}", env.name))?;
         done.created_repos.push(PathBuf::from(url));
@@ -95,19 +77,10 @@ pub async fn bootstrap(data_dir: &Path, config: &Config) -> anyhow::Result<Boots
             continue;
         }
         let registry = registry::open(&registry_spec.url, data_dir, RegistryAuth::Anonymous)?;
-        for (app, _) in config
-            .apps
-            .iter()
-            .filter(|(a, _)| a.registry == registry_spec.name)
-        {
+        for (app, _) in config.apps.iter().filter(|(a, _)| a.registry == registry_spec.name) {
             if registry.resolve(&app.repository, "latest").await?.is_none() {
-                let image = registry::sample_image(
-                    &app.name,
-                    &[("org.opencontainers.image.title", &app.name)],
-                );
-                registry
-                    .push_image(&app.repository, "latest", &image)
-                    .await?;
+                let image = registry::sample_image(&app.name, &[("org.opencontainers.image.title", &app.name)]);
+                registry.push_image(&app.repository, "latest", &image).await?;
             }
         }
     }

@@ -37,8 +37,7 @@ fn random_sha() -> String {
 pub fn push_event(app: &AppSpec, reference: &str) -> DemoPush {
     let full_ref = if reference.starts_with("refs/") {
         reference.to_string()
-    } else if reference.starts_with('v') && reference[1..].starts_with(|c: char| c.is_ascii_digit())
-    {
+    } else if reference.starts_with('v') && reference[1..].starts_with(|c: char| c.is_ascii_digit()) {
         format!("refs/tags/{reference}")
     } else {
         format!("refs/heads/{reference}")
@@ -81,24 +80,14 @@ pub fn push_event(app: &AppSpec, reference: &str) -> DemoPush {
         "pusher": { "name": "demo-dev", "email": "dev@example.com" },
         "sender": { "login": "demo-dev", "id": 4242, "type": "User" },
     });
-    DemoPush {
-        event_type: "push",
-        body: serde_json::to_vec_pretty(&body).unwrap_or_default(),
-        sha,
-    }
+    DemoPush { event_type: "push", body: serde_json::to_vec_pretty(&body).unwrap_or_default(), sha }
 }
 
 /// Picks the app to demo: the named one, or the first configured.
 pub fn pick_app<'a>(config: &'a Config, name: Option<&str>) -> anyhow::Result<&'a AppSpec> {
     match name {
-        Some(name) => config
-            .app(name)
-            .with_context(|| format!("no app named {name} in the config")),
-        None => config
-            .apps
-            .first()
-            .map(|(a, _)| a)
-            .context("the config defines no apps"),
+        Some(name) => config.app(name).with_context(|| format!("no app named {name} in the config")),
+        None => config.apps.first().map(|(a, _)| a).context("the config defines no apps"),
     }
 }
 
@@ -125,22 +114,13 @@ pub async fn publish_image(
         &app.name,
         &[
             ("org.opencontainers.image.revision", &push.sha),
-            (
-                "org.opencontainers.image.source",
-                &format!("https://github.com/{}", app.source_repo),
-            ),
+            ("org.opencontainers.image.source", &format!("https://github.com/{}", app.source_repo)),
         ],
     );
     let mut pushed = Vec::new();
     for plan in &plans {
-        let registry = registry::open(
-            &plan.artifact.registry_url,
-            data_dir,
-            RegistryAuth::Anonymous,
-        )?;
-        let digest = registry
-            .push_image(&plan.artifact.repository, &plan.artifact.tag, &image)
-            .await?;
+        let registry = registry::open(&plan.artifact.registry_url, data_dir, RegistryAuth::Anonymous)?;
+        let digest = registry.push_image(&plan.artifact.repository, &plan.artifact.tag, &image).await?;
         pushed.push(format!(
             "{}@{}",
             registry.reference(&plan.artifact.repository, &plan.artifact.tag),
@@ -157,7 +137,12 @@ pub async fn send(server: &str, secret: &[u8], push: &DemoPush) -> anyhow::Resul
 }
 
 /// Like [`send`], with the delivery id given: a redelivery of the same event reuses it.
-pub async fn send_delivery(server: &str, secret: &[u8], push: &DemoPush, delivery: &str) -> anyhow::Result<(u16, String)> {
+pub async fn send_delivery(
+    server: &str,
+    secret: &[u8],
+    push: &DemoPush,
+    delivery: &str,
+) -> anyhow::Result<(u16, String)> {
     let url = format!("{}/hooks/github", server.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)

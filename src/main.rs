@@ -15,12 +15,7 @@ use gantry_workflows::{Config, ConfigError};
 #[command(name = "gantry", version, about)]
 struct Cli {
     /// Directory for embedded state: database, mirrors, local registry and repos.
-    #[arg(
-        long,
-        global = true,
-        env = "GANTRY_DATA_DIR",
-        default_value = ".gantry"
-    )]
+    #[arg(long, global = true, env = "GANTRY_DATA_DIR", default_value = ".gantry")]
     data_dir: PathBuf,
     /// Database URL; overrides the SQLite file in the data directory.
     #[arg(long, global = true, env = "GANTRY_DATABASE_URL")]
@@ -145,17 +140,13 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: start the async runtime: {error}");
@@ -186,19 +177,14 @@ fn load_config(dir: &Path) -> Result<Config, Failure> {
 fn reject_database_url(cli: &Cli) -> anyhow::Result<()> {
     if let Some(url) = &cli.database_url {
         if !url.starts_with("sqlite:") {
-            anyhow::bail!(
-                "database URL {url:?} is not supported by this build: use a sqlite: URL or --data-dir"
-            );
+            anyhow::bail!("database URL {url:?} is not supported by this build: use a sqlite: URL or --data-dir");
         }
     }
     Ok(())
 }
 
 fn database_path(cli: &Cli) -> PathBuf {
-    match cli.database_url.as_deref().and_then(|u| {
-        u.strip_prefix("sqlite://")
-            .or_else(|| u.strip_prefix("sqlite:"))
-    }) {
+    match cli.database_url.as_deref().and_then(|u| u.strip_prefix("sqlite://").or_else(|| u.strip_prefix("sqlite:"))) {
         Some(path) => PathBuf::from(path),
         None => cli.data_dir.join("gantry.db"),
     }
@@ -207,11 +193,8 @@ fn database_path(cli: &Cli) -> PathBuf {
 fn github_secrets(data_dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     // Comma-separated, so that an old and a new secret both work while rotating.
     if let Ok(value) = std::env::var("GANTRY_GITHUB_SECRET") {
-        let secrets: Vec<Vec<u8>> = value
-            .split(',')
-            .map(|s| s.trim().as_bytes().to_vec())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let secrets: Vec<Vec<u8>> =
+            value.split(',').map(|s| s.trim().as_bytes().to_vec()).filter(|s| !s.is_empty()).collect();
         if !secrets.is_empty() {
             return Ok(secrets);
         }
@@ -239,10 +222,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 gitlab_tokens: std::env::var("GANTRY_GITLAB_TOKEN")
                     .map(|v| v.split(',').map(|t| t.trim().as_bytes().to_vec()).filter(|t| !t.is_empty()).collect())
                     .unwrap_or_default(),
-                executor: ExecutorOptions {
-                    workers: args.workers,
-                    ..ExecutorOptions::default()
-                },
+                executor: ExecutorOptions { workers: args.workers, ..ExecutorOptions::default() },
             };
             let data_dir = cli.data_dir.clone();
             server::serve(options, move |address| {
@@ -310,17 +290,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Step(args) => {
             let database = database_path(&cli);
-            gantry::commands::step::run(args, &cli.data_dir, &database)
-                .await?
-                .exit_unless_succeeded();
+            gantry::commands::step::run(args, &cli.data_dir, &database).await?.exit_unless_succeeded();
             Ok(())
         }
         Command::Cvss(args) => {
-            let valid = gantry::commands::cvss::run(
-                args,
-                std::io::stdin().lock(),
-                &mut std::io::stdout().lock(),
-            )?;
+            let valid = gantry::commands::cvss::run(args, std::io::stdin().lock(), &mut std::io::stdout().lock())?;
             gantry::commands::cvss::exit_unless_valid(valid);
             Ok(())
         }
@@ -335,37 +309,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Schema => {
-            let schema = serde_json::to_string_pretty(&Config::json_schema())
-                .context("render the schema")?;
+            let schema = serde_json::to_string_pretty(&Config::json_schema()).context("render the schema")?;
             println!("{schema}");
             Ok(())
         }
         Command::Status { limit } => {
             let path = database_path(&cli);
             if !path.exists() {
-                return Err(anyhow::anyhow!(
-                    "no database at {} (start gantry with `gantry up` first)",
-                    path.display()
-                )
-                .into());
+                return Err(
+                    anyhow::anyhow!("no database at {} (start gantry with `gantry up` first)", path.display()).into()
+                );
             }
             let store = SqliteStore::open(&path).await.context("open the store")?;
             let runs = store.list_runs(*limit).await.context("list runs")?;
-            println!(
-                "{:<36}  {:<14} {:<8} {:<10} {:<24} {:<19}  STEPS",
-                "RUN", "APP", "ENV", "STATE", "TAG", "DIGEST"
-            );
+            println!("{:<36}  {:<14} {:<8} {:<10} {:<24} {:<19}  STEPS", "RUN", "APP", "ENV", "STATE", "TAG", "DIGEST");
             for run in runs {
-                let digest = run
-                    .digest
-                    .as_deref()
-                    .map(|d| &d[..d.len().min(19)])
-                    .unwrap_or("-");
-                let steps: Vec<String> = run
-                    .steps
-                    .iter()
-                    .map(|s| format!("{}:{}", s.name, s.state))
-                    .collect();
+                let digest = run.digest.as_deref().map(|d| &d[..d.len().min(19)]).unwrap_or("-");
+                let steps: Vec<String> = run.steps.iter().map(|s| format!("{}:{}", s.name, s.state)).collect();
                 println!(
                     "{:<36}  {:<14} {:<8} {:<10} {:<24} {:<19}  {}",
                     run.id,
@@ -379,23 +339,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Demo(DemoCommand::Event {
-            reference,
-            app,
-            config,
-        }) => {
+        Command::Demo(DemoCommand::Event { reference, app, config }) => {
             let config = load_config(config)?;
             let app = demo::pick_app(&config, app.as_deref())?;
             let push = demo::push_event(app, reference);
             println!("{}", String::from_utf8_lossy(&push.body));
             Ok(())
         }
-        Command::Demo(DemoCommand::Push {
-            server,
-            reference,
-            app,
-            config,
-        }) => {
+        Command::Demo(DemoCommand::Push { server, reference, app, config }) => {
             let config = load_config(config)?;
             let app = demo::pick_app(&config, app.as_deref())?;
             let push = demo::push_event(app, reference);
@@ -408,11 +359,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if status != 202 {
                 return Err(anyhow::anyhow!("gantry answered {status}: {body}").into());
             }
-            println!(
-                "GitHub sent push {} of {} ({reference}): {status} {body}",
-                &push.sha[..7],
-                app.source_repo
-            );
+            println!("GitHub sent push {} of {} ({reference}): {status} {body}", &push.sha[..7], app.source_repo);
             println!("watch it: {}/", server.trim_end_matches('/'));
             Ok(())
         }

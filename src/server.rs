@@ -44,17 +44,12 @@ pub struct AppState {
 
 impl AppState {
     /// State for the handlers.
-    pub fn new(
-        store: Arc<dyn Store>,
-        github_secrets: Vec<Vec<u8>>,
-        intake_wake: Arc<Notify>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, github_secrets: Vec<Vec<u8>>, intake_wake: Arc<Notify>) -> Self {
         let mut pages = Handlebars::new();
         pages.set_strict_mode(false);
-        for (name, text) in [
-            ("status", include_str!("../templates/status.hbs")),
-            ("run", include_str!("../templates/run.hbs")),
-        ] {
+        for (name, text) in
+            [("status", include_str!("../templates/status.hbs")), ("run", include_str!("../templates/run.hbs"))]
+        {
             if let Err(error) = pages.register_template_string(name, text) {
                 tracing::error!(page = name, %error, "status page template does not compile");
             }
@@ -87,10 +82,7 @@ impl AppState {
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/hooks/github",
-            post(github_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
-        )
+        .route("/hooks/github", post(github_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
         .route("/hooks/gitlab", post(gitlab_hook).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
@@ -136,10 +128,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(message) => (StatusCode::CONFLICT, message),
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_string(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
             }
         };
         (status, Json(json!({ "error": message }))).into_response()
@@ -166,18 +155,10 @@ impl ApiError {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
 }
 
-async fn github_hook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     // Authenticity first: nothing about an unsigned request is looked at or stored.
     let secrets: Vec<&[u8]> = state.github_secrets.iter().map(Vec::as_slice).collect();
     github::verify_signature(&secrets, header(&headers, "x-hub-signature-256"), &body)
@@ -187,9 +168,7 @@ async fn github_hook(
     let delivery_id = header(&headers, "x-github-delivery")
         .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Delivery header".into()))?;
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        return Err(ApiError::BadRequest(format!(
-            "malformed JSON body: {error}"
-        )));
+        return Err(ApiError::BadRequest(format!("malformed JSON body: {error}")));
     }
     store_delivery(&state, "github", delivery_id, event_type, &body).await
 }
@@ -222,7 +201,14 @@ async fn store_delivery(
 ) -> Result<Response, ApiError> {
     let inserted = state
         .store
-        .insert_delivery(NewDelivery { source, delivery_id, event_type, body, status: DeliveryStatus::Received, detail: None })
+        .insert_delivery(NewDelivery {
+            source,
+            delivery_id,
+            event_type,
+            body,
+            status: DeliveryStatus::Received,
+            detail: None,
+        })
         .await?;
     let (id, duplicate) = match inserted {
         Inserted::New(id) => (id, false),
@@ -250,21 +236,14 @@ async fn list_runs(
 }
 
 async fn load_run(state: &AppState, id: &str) -> Result<RunDto, ApiError> {
-    let run = state
-        .store
-        .get_run(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
+    let run = state.store.get_run(id).await?.ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
     let requests = state.store.change_requests(id).await?;
     let mut dto = RunDto::from(&run);
     dto.change_requests = Some(requests.iter().map(ChangeRequestDto::from).collect());
     Ok(dto)
 }
 
-async fn get_run(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<RunDto>, ApiError> {
+async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<RunDto>, ApiError> {
     load_run(&state, &id).await.map(Json)
 }
 
@@ -277,9 +256,7 @@ async fn get_delivery(
         .delivery_status(&source, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no {source} delivery {id}")))?;
-    Ok(Json(
-        json!({ "source": source, "delivery": id, "status": status, "detail": detail }),
-    ))
+    Ok(Json(json!({ "source": source, "delivery": id, "status": status, "detail": detail })))
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -293,33 +270,18 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn status_page(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
-    let runs: Vec<RunDto> = state
-        .store
-        .list_runs(100)
-        .await?
-        .iter()
-        .map(RunDto::from)
-        .collect();
-    Ok(Html(
-        state.pages.render("status", &json!({ "runs": runs }))?,
-    ))
+    let runs: Vec<RunDto> = state.store.list_runs(100).await?.iter().map(RunDto::from).collect();
+    Ok(Html(state.pages.render("status", &json!({ "runs": runs }))?))
 }
 
-async fn run_page(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
+async fn run_page(State(state): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, ApiError> {
     let run = load_run(&state, &id).await?;
     let steps: Vec<serde_json::Value> = run
         .steps
         .iter()
         .map(|s| json!({ "step": s, "outputs_json": serde_json::to_string_pretty(&s.outputs).unwrap_or_default() }))
         .collect();
-    Ok(Html(
-        state
-            .pages
-            .render("run", &json!({ "run": run, "steps": steps }))?,
-    ))
+    Ok(Html(state.pages.render("run", &json!({ "run": run, "steps": steps }))?))
 }
 
 /// Everything `gantry serve` needs.
@@ -342,21 +304,15 @@ pub struct ServeOptions {
 }
 
 /// Opens the store, starts intake and executor, and serves HTTP until Ctrl-C.
-pub async fn serve(
-    options: ServeOptions,
-    on_listening: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
+pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&options.data_dir.join("gantry.db")).await?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("gantry.db")).await?);
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
     let status_url = format!("http://{address}");
-    let forge = Arc::new(LocalForge::new(store.clone()));
-    let capabilities = Arc::new(
-        Capabilities::new(&options.data_dir, forge, Some(status_url))
-            .with_config_dir(&options.config_dir),
-    );
+    let forge = Arc::new(LocalForge::new(store.clone()).with_mirrors(options.data_dir.join("mirrors")));
+    let capabilities =
+        Arc::new(Capabilities::new(&options.data_dir, forge, Some(status_url)).with_config_dir(&options.config_dir));
     let executor_wake = Arc::new(Notify::new());
     let intake_wake = Arc::new(Notify::new());
     let executor = Arc::new(Executor::new(
@@ -366,19 +322,17 @@ pub async fn serve(
         executor_wake.clone(),
         options.executor,
     ));
-    tokio::spawn(intake_loop(
-        store.clone(),
-        Arc::new(options.config),
-        intake_wake.clone(),
-        executor_wake.clone(),
-    ));
+    tokio::spawn(intake_loop(store.clone(), Arc::new(options.config), intake_wake.clone(), executor_wake.clone()));
     tokio::spawn(async move {
         if let Err(error) = executor.run().await {
             tracing::error!(%error, "executor stopped");
         }
     });
-    let app = router(AppState::new(store, options.github_secrets, intake_wake).with_executor_wake(executor_wake)
-        .with_gitlab_tokens(options.gitlab_tokens));
+    let app = router(
+        AppState::new(store, options.github_secrets, intake_wake)
+            .with_executor_wake(executor_wake)
+            .with_gitlab_tokens(options.gitlab_tokens),
+    );
     on_listening(address);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -388,12 +342,7 @@ pub async fn serve(
     Ok(())
 }
 
-async fn intake_loop(
-    store: Arc<dyn Store>,
-    config: Arc<Config>,
-    wake: Arc<Notify>,
-    executor_wake: Arc<Notify>,
-) {
+async fn intake_loop(store: Arc<dyn Store>, config: Arc<Config>, wake: Arc<Notify>, executor_wake: Arc<Notify>) {
     loop {
         let notified = wake.notified();
         match gantry_engine::intake::process_inbox(&store, &config).await {

@@ -28,15 +28,10 @@ fn validate_reports_every_mistake_with_file_and_line() {
     // does not exist, and a typo'd field in an environment.
     let pipeline = dir.path().join("pipeline.yaml");
     let text = std::fs::read_to_string(&pipeline).unwrap();
-    let text = text
-        .replacen("environment: dev", "environment: dve", 1)
-        .replacen("kind: retag", "kind: re-tag", 1);
+    let text = text.replacen("environment: dev", "environment: dve", 1).replacen("kind: retag", "kind: re-tag", 1);
     std::fs::write(&pipeline, text).unwrap();
     let environments = dir.path().join("environments.yaml");
-    let text =
-        std::fs::read_to_string(&environments)
-            .unwrap()
-            .replacen("tag_template", "tag_tempalte", 1);
+    let text = std::fs::read_to_string(&environments).unwrap().replacen("tag_template", "tag_tempalte", 1);
     std::fs::write(&environments, text).unwrap();
 
     let (code, _, stderr) = run(&["validate", "--config", dir.path().to_str().unwrap()]);
@@ -44,34 +39,16 @@ fn validate_reports_every_mistake_with_file_and_line() {
     let located: Vec<&str> = stderr.lines().filter(|l| l.contains(".yaml:")).collect();
     assert_eq!(located.len(), 3, "{stderr}");
     let line_of = |file: &Path, needle: &str| {
-        std::fs::read_to_string(file)
-            .unwrap()
-            .lines()
-            .position(|l| l.contains(needle))
-            .unwrap()
-            + 1
+        std::fs::read_to_string(file).unwrap().lines().position(|l| l.contains(needle)).unwrap() + 1
     };
     let expect = [
-        (
-            format!("pipeline.yaml:{}:", line_of(&pipeline, "dve")), "unknown environment `dve`",
-        ),
-        (
-            format!("pipeline.yaml:{}:", line_of(&pipeline, "re-tag")),
-            "unknown step kind `re-tag`",
-        ),
-        (
-            format!(
-                "environments.yaml:{}:",
-                line_of(&environments, "tag_tempalte")
-            ),
-            "tag_tempalte",
-        ),
+        (format!("pipeline.yaml:{}:", line_of(&pipeline, "dve")), "unknown environment `dve`"),
+        (format!("pipeline.yaml:{}:", line_of(&pipeline, "re-tag")), "unknown step kind `re-tag`"),
+        (format!("environments.yaml:{}:", line_of(&environments, "tag_tempalte")), "tag_tempalte"),
     ];
     for (location, message) in expect {
         assert!(
-            located
-                .iter()
-                .any(|l| l.contains(&location) && l.contains(message)),
+            located.iter().any(|l| l.contains(&location) && l.contains(message)),
             "expected {location} {message} in:\n{stderr}"
         );
     }
@@ -81,17 +58,11 @@ fn validate_reports_every_mistake_with_file_and_line() {
 fn the_shipped_json_schema_is_the_generated_one() {
     let (code, stdout, stderr) = run(&["schema"]);
     assert_eq!(code, 0, "{stderr}");
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/environments/gantry.schema.json"
-    ))
-    .unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/environments/gantry.schema.json")).unwrap();
     let generated: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let shipped: serde_json::Value = serde_json::from_str(&shipped).unwrap();
-    assert_eq!(
-        generated, shipped,
-        "regenerate with `gantry schema > environments/gantry.schema.json`"
-    );
+    assert_eq!(generated, shipped, "regenerate with `gantry schema > environments/gantry.schema.json`");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,52 +91,31 @@ async fn quickstart_promotes_a_demo_push_into_dev() {
     .unwrap();
     assert_eq!(code, 0, "{stdout}{stderr}");
     let finished = loop {
-        let runs: Vec<serde_json::Value> = reqwest::get(format!("{}/api/runs", gantry.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let runs: Vec<serde_json::Value> =
+            reqwest::get(format!("{}/api/runs", gantry.url)).await.unwrap().json().await.unwrap();
         if let Some(run) = runs
             .into_iter()
             .find(|r| r["environment"] == "dev" && (r["state"] == "succeeded" || r["state"] == "failed"))
         {
             break run;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no finished run within 10 s:\n{}",
-            gantry.output()
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "no finished run within 10 s:\n{}", gantry.output());
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(
-        finished["state"],
-        "succeeded",
-        "{finished:#}\n{}",
-        gantry.output()
-    );
+    assert_eq!(finished["state"], "succeeded", "{finished:#}\n{}", gantry.output());
     let digest = finished["digest"].as_str().unwrap();
     let version = finished["version"].as_str().unwrap();
 
     // The dev env repo has the promotion branch, one changed line against main.
     let repo = data_dir.join("repos/dev.git");
-    let branch = format!(
-        "gantry/dev/sample-app/{}",
-        &digest["sha256:".len()..]["".len()..12]
-    );
+    let branch = format!("gantry/dev/sample-app/{}", &digest["sha256:".len()..]["".len()..12]);
     let diff = git(&repo, &["diff", "main", &branch]);
     assert_eq!(changed_lines(&diff).len(), 2, "{diff}");
-    assert!(
-        changed_lines(&diff)[1].contains(&format!("newTag: dev-{version}")),
-        "{diff}"
-    );
+    assert!(changed_lines(&diff)[1].contains(&format!("newTag: dev-{version}")), "{diff}");
 
     // The embedded registry holds the env tag at the source tag's digest.
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data_dir.join("registry/sample-app/index.json")).unwrap(),
-    )
-    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("registry/sample-app/index.json")).unwrap()).unwrap();
     let digest_of = |tag: &str| {
         index["manifests"]
             .as_array()
@@ -175,10 +125,7 @@ async fn quickstart_promotes_a_demo_push_into_dev() {
             .map(|m| m["digest"].clone())
     };
     assert_eq!(digest_of(version), Some(serde_json::json!(digest)));
-    assert_eq!(
-        digest_of(&format!("dev-{version}")),
-        Some(serde_json::json!(digest))
-    );
+    assert_eq!(digest_of(&format!("dev-{version}")), Some(serde_json::json!(digest)));
 
     // The same digest moves on by itself: staging follows dev, and uat waits for an approval.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -203,8 +150,5 @@ async fn quickstart_promotes_a_demo_push_into_dev() {
     // `gantry status` shows it.
     let (code, stdout, _) = run(&["--data-dir", data_dir.to_str().unwrap(), "status"]);
     assert_eq!(code, 0);
-    assert!(
-        stdout.contains("succeeded") && stdout.contains(&format!("dev-{version}")),
-        "{stdout}"
-    );
+    assert!(stdout.contains("succeeded") && stdout.contains(&format!("dev-{version}")), "{stdout}");
 }

@@ -100,7 +100,8 @@ async fn a_hundred_promotions_survive_random_sigkills_without_duplicates() {
     let digests: HashSet<&str> = runs.iter().map(|r| r["digest"].as_str().unwrap()).collect();
     assert_eq!(digests.len(), PROMOTIONS, "one run per pushed image");
     // One branch per promotion.
-    let branches = git(&data_dir.join("repos/dev.git"), &["for-each-ref", "--format=%(refname:short)", "refs/heads/gantry/"]);
+    let branches =
+        git(&data_dir.join("repos/dev.git"), &["for-each-ref", "--format=%(refname:short)", "refs/heads/gantry/"]);
     assert_eq!(branches.lines().count(), PROMOTIONS, "{branches}");
     // One change request per run, and per branch.
     let mut change_request_branches = HashSet::new();

@@ -71,14 +71,29 @@ impl Env {
             reference.to_string(),
         );
         let (code, out, err) = tokio::task::spawn_blocking(move || {
-            run(&["--data-dir", &data, "demo", "push", "--app", "shop", "--ref", &reference, "--server", &url, "--config", &config])
+            run(&[
+                "--data-dir",
+                &data,
+                "demo",
+                "push",
+                "--app",
+                "shop",
+                "--ref",
+                &reference,
+                "--server",
+                &url,
+                "--config",
+                &config,
+            ])
         })
         .await
         .unwrap();
         assert_eq!(code, 0, "{out}{err}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(run) = self.runs().await.into_iter().find(|r| !before.contains(&r["id"].as_str().unwrap().to_string())) {
+            if let Some(run) =
+                self.runs().await.into_iter().find(|r| !before.contains(&r["id"].as_str().unwrap().to_string()))
+            {
                 return run["id"].as_str().unwrap().to_string();
             }
             assert!(Instant::now() < deadline, "the push started no run:\n{}", self.gantry.output());
@@ -185,7 +200,8 @@ async fn a_rollback_promotes_the_previous_digest_and_holds_the_environment() {
     let second_digest = env.wait_state(&second, "succeeded").await["digest"].clone();
     assert_ne!(first_digest, second_digest);
 
-    let (status, rollback) = env.post("/api/rollbacks", json!({"app": "shop", "environment": "dev", "reason": "bad release"})).await;
+    let (status, rollback) =
+        env.post("/api/rollbacks", json!({"app": "shop", "environment": "dev", "reason": "bad release"})).await;
     assert_eq!(status, 201, "{rollback:#}");
     assert_eq!(rollback["digest"], first_digest);
     let id = rollback["run"].as_str().unwrap();
@@ -245,8 +261,9 @@ async fn a_step_can_be_skipped_with_a_recorded_reason() {
     env.wait_state(&run, "waiting").await;
     let (status, body) = env.post(&format!("/api/runs/{run}/steps/approve/skip"), json!({})).await;
     assert_eq!(status, 400, "a skip needs a reason: {body}");
-    let (status, _) =
-        env.post(&format!("/api/runs/{run}/steps/approve/skip"), json!({"reason": "approved in the change board"})).await;
+    let (status, _) = env
+        .post(&format!("/api/runs/{run}/steps/approve/skip"), json!({"reason": "approved in the change board"}))
+        .await;
     assert_eq!(status, 200);
     let done = env.wait_state(&run, "succeeded").await;
     assert_eq!(step(&done, "approve")["state"], "skipped");

@@ -44,20 +44,9 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let registry = TestRegistry::start();
     let env_repo = dir.path().join("dev.git");
-    let author = Signature {
-        name: "platform".into(),
-        email: "platform@example.com".into(),
-    };
-    init_bare_repo(
-        &env_repo,
-        "main",
-        &[(
-            "apps/hello-world/kustomization.yaml",
-            KUSTOMIZATION.as_bytes(),
-        )],
-        &author,
-    )
-    .unwrap();
+    let author = Signature { name: "platform".into(), email: "platform@example.com".into() };
+    init_bare_repo(&env_repo, "main", &[("apps/hello-world/kustomization.yaml", KUSTOMIZATION.as_bytes())], &author)
+        .unwrap();
     let config_dir = dir.path().join("config");
     std::fs::create_dir_all(&config_dir).unwrap();
     std::fs::write(
@@ -77,15 +66,7 @@ fn setup() -> Setup {
     let body = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)).unwrap();
     let payload: Value = serde_json::from_slice(&body).unwrap();
     let sha = payload["after"].as_str().unwrap().to_string();
-    Setup {
-        data_dir: dir.path().join("data"),
-        config_dir,
-        env_repo,
-        registry,
-        body,
-        sha,
-        _dir: dir,
-    }
+    Setup { data_dir: dir.path().join("data"), config_dir, env_repo, registry, body, sha, _dir: dir }
 }
 
 impl Setup {
@@ -100,24 +81,9 @@ impl Setup {
 
     /// CI pushes the image for the fixture's commit, as `sha-<sha7>`.
     async fn ci_push(&self) -> Digest {
-        let registry = registry::open(
-            &self.registry.url(),
-            Path::new("."),
-            RegistryAuth::Anonymous,
-        )
-        .unwrap();
-        let image = sample_image(
-            "hello-world",
-            &[("org.opencontainers.image.revision", &self.sha)],
-        );
-        registry
-            .push_image(
-                "acme/hello-world",
-                &format!("sha-{}", &self.sha[..7]),
-                &image,
-            )
-            .await
-            .unwrap()
+        let registry = registry::open(&self.registry.url(), Path::new("."), RegistryAuth::Anonymous).unwrap();
+        let image = sample_image("hello-world", &[("org.opencontainers.image.revision", &self.sha)]);
+        registry.push_image("acme/hello-world", &format!("sha-{}", &self.sha[..7]), &image).await.unwrap()
     }
 
     async fn send(&self, gantry: &Gantry, delivery: &str) -> reqwest::StatusCode {
@@ -125,10 +91,7 @@ impl Setup {
             .post(format!("{}/hooks/github", gantry.url))
             .header("x-github-event", "push")
             .header("x-github-delivery", delivery)
-            .header(
-                "x-hub-signature-256",
-                gantry_webhooks::github::sign(SECRET.as_bytes(), &self.body),
-            )
+            .header("x-hub-signature-256", gantry_webhooks::github::sign(SECRET.as_bytes(), &self.body))
             .header("content-type", "application/json")
             .body(self.body.clone())
             .send()
@@ -138,61 +101,33 @@ impl Setup {
     }
 
     fn promotion_branches(&self) -> Vec<String> {
-        git(
-            &self.env_repo,
-            &[
-                "for-each-ref",
-                "--format=%(refname:short)",
-                "refs/heads/gantry/",
-            ],
-        )
-        .lines()
-        .map(str::to_string)
-        .collect()
+        git(&self.env_repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/gantry/"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
 async fn runs(gantry: &Gantry) -> Vec<Value> {
-    reqwest::get(format!("{}/api/runs", gantry.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    reqwest::get(format!("{}/api/runs", gantry.url)).await.unwrap().json().await.unwrap()
 }
 
 async fn wait_for_final_run(gantry: &Gantry) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(run) = runs(gantry).await.into_iter().next() {
-            if ["succeeded", "failed", "cancelled"]
-                .contains(&run["state"].as_str().unwrap_or_default())
-            {
+            if ["succeeded", "failed", "cancelled"].contains(&run["state"].as_str().unwrap_or_default()) {
                 let id = run["id"].as_str().unwrap();
-                return reqwest::get(format!("{}/api/runs/{id}", gantry.url))
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                return reqwest::get(format!("{}/api/runs/{id}", gantry.url)).await.unwrap().json().await.unwrap();
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "no finished run within 30s:\n{}",
-            gantry.output()
-        );
+        assert!(Instant::now() < deadline, "no finished run within 30s:\n{}", gantry.output());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
+    run["steps"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
 }
 
 /// Everything a finished promotion must have left behind, exactly once.
@@ -200,34 +135,16 @@ async fn assert_promoted_once(setup: &Setup, run: &Value, digest: &Digest) {
     assert_eq!(run["state"], "succeeded", "run: {run:#}");
     assert_eq!(run["digest"], digest.as_str());
     let branches = setup.promotion_branches();
-    assert_eq!(
-        branches,
-        [format!("gantry/dev/hello-world/{}", &digest.hex()[..12])]
-    );
+    assert_eq!(branches, [format!("gantry/dev/hello-world/{}", &digest.hex()[..12])]);
     let diff = git(&setup.env_repo, &["diff", "main", &branches[0]]);
     assert_eq!(
         changed_lines(&diff),
-        [
-            "-    newTag: \"0.0.1\"",
-            &format!("+    newTag: \"dev-sha-{}\"", &setup.sha[..7])
-        ],
+        ["-    newTag: \"0.0.1\"", &format!("+    newTag: \"dev-sha-{}\"", &setup.sha[..7])],
         "{diff}"
     );
-    let registry = registry::open(
-        &setup.registry.url(),
-        Path::new("."),
-        RegistryAuth::Anonymous,
-    )
-    .unwrap();
+    let registry = registry::open(&setup.registry.url(), Path::new("."), RegistryAuth::Anonymous).unwrap();
     let tag = format!("dev-sha-{}", &setup.sha[..7]);
-    assert_eq!(
-        registry
-            .resolve("acme/hello-world", &tag)
-            .await
-            .unwrap()
-            .as_ref(),
-        Some(digest)
-    );
+    assert_eq!(registry.resolve("acme/hello-world", &tag).await.unwrap().as_ref(), Some(digest));
     let requests = run["change_requests"].as_array().unwrap();
     assert_eq!(requests.len(), 1, "{requests:#?}");
     assert_eq!(requests[0]["branch"], branches[0].as_str());
@@ -278,21 +195,11 @@ async fn crash_and_resume(failpoint: &str) -> Value {
     assert_eq!(setup.send(&crashing, "delivery-crash").await, 202);
     let status = crashing.wait_exit(Duration::from_secs(30));
     assert!(!status.success(), "gantry should have died at {failpoint}");
-    assert!(
-        crashing
-            .output()
-            .contains(&format!("failpoint {failpoint} reached")),
-        "{}",
-        crashing.output()
-    );
+    assert!(crashing.output().contains(&format!("failpoint {failpoint} reached")), "{}", crashing.output());
     let resumed = setup.start(None);
     let run = wait_for_final_run(&resumed).await;
     assert_promoted_once(&setup, &run, &digest).await;
-    assert_eq!(
-        runs(&resumed).await.len(),
-        1,
-        "a restart must not start the delivery's run twice"
-    );
+    assert_eq!(runs(&resumed).await.len(), 1, "a restart must not start the delivery's run twice");
     run
 }
 

@@ -158,7 +158,9 @@ impl Promotion {
         )
         .unwrap();
         let config_dir = dir.path().join("config");
-        std::fs::create_dir_all(&config_dir).unwrap();
+        // CI's public key sits next to the pipeline, named by a path relative to it.
+        std::fs::create_dir_all(config_dir.join("keys")).unwrap();
+        std::fs::copy(&ci_public, config_dir.join("keys/ci.pub")).unwrap();
         std::fs::write(
             config_dir.join("gantry.yaml"),
             format!(
@@ -168,14 +170,13 @@ impl Promotion {
                  pipelines:\n  - name: default\n    triggers:\n      - on: branch\n        pattern: master\n        environment: dev\n        artifact_tag: sha-{{sha7}}\n        artifact_wait: 30s\n\
                  \x20   steps:\n\
                  \x20     - {{ name: resolve, kind: resolve-artifact }}\n\
-                 \x20     - {{ name: ci-signed, kind: verify-signature, needs: [resolve], with: {{ keys: [\"{ci_public}\"] }} }}\n\
+                 \x20     - {{ name: ci-signed, kind: verify-signature, needs: [resolve], with: {{ keys: [keys/ci.pub] }} }}\n\
                  \x20     - {{ name: sign, kind: sign, needs: [ci-signed], with: {{ key_env: GANTRY_TEST_RELEASE_KEY, annotations: {{ env: dev }} }} }}\n\
                  \x20     - {{ name: provenance, kind: attest, needs: [sign], with: {{ key: \"{release_key}\" }} }}\n\
                  \x20     - {{ name: provenance-check, kind: verify-attestation, needs: [provenance], with: {{ keys: [\"{release_public}\"] }} }}\n\
                  \x20     - {{ name: retag, kind: retag, needs: [provenance-check] }}\n",
                 registry = registry.addr,
                 repo = env_repo.display(),
-                ci_public = ci_public.display(),
                 release_key = release_key.display(),
                 release_public = release_public.display(),
             ),

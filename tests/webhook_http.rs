@@ -21,29 +21,13 @@ struct Harness {
 
 async fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("gantry.db"))
-            .await
-            .unwrap(),
-    );
-    let app = router(AppState::new(
-        store.clone(),
-        vec![SECRET.to_vec()],
-        Arc::new(Notify::new()),
-    ));
-    Harness {
-        _dir: dir,
-        store,
-        app,
-    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap());
+    let app = router(AppState::new(store.clone(), vec![SECRET.to_vec()], Arc::new(Notify::new())));
+    Harness { _dir: dir, store, app }
 }
 
 fn push_fixture() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/github/octokit-examples/push.4.json"
-    ))
-    .unwrap()
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/github/octokit-examples/push.4.json")).unwrap()
 }
 
 fn request(event: &str, delivery: &str, signature: Option<String>, body: Vec<u8>) -> Request<Body> {
@@ -65,9 +49,7 @@ fn signed(event: &str, delivery: &str, body: Vec<u8>) -> Request<Body> {
 async fn send(h: &Harness, request: Request<Body>) -> (StatusCode, String) {
     let response = h.app.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -82,11 +64,7 @@ async fn missing_or_wrong_signatures_get_401_and_nothing_is_stored() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("signature"), "{body}");
     let forged = gantry_webhooks::github::sign(b"someone else's secret", &push_fixture());
-    let (status, _) = send(
-        &h,
-        request("push", "d-forged", Some(forged), push_fixture()),
-    )
-    .await;
+    let (status, _) = send(&h, request("push", "d-forged", Some(forged), push_fixture())).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Signed for a different body: a tampered payload.
     let mut tampered = push_fixture();
@@ -95,11 +73,7 @@ async fn missing_or_wrong_signatures_get_401_and_nothing_is_stored() {
     let (status, _) = send(&h, request("push", "d-tampered", Some(signature), tampered)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     for delivery in ["d-missing", "d-forged", "d-tampered"] {
-        assert_eq!(
-            stored(&h, delivery).await,
-            None,
-            "{delivery} must not be stored"
-        );
+        assert_eq!(stored(&h, delivery).await, None, "{delivery} must not be stored");
     }
     assert!(h.store.received_deliveries(10).await.unwrap().is_empty());
 }
@@ -145,11 +119,7 @@ fn reference_config() -> gantry_workflows::Config {
 #[tokio::test]
 async fn unknown_event_types_are_accepted_and_recorded_as_ignored() {
     let h = harness().await;
-    let (status, _) = send(
-        &h,
-        signed("watch", "d-watch", br#"{"action":"started"}"#.to_vec()),
-    )
-    .await;
+    let (status, _) = send(&h, signed("watch", "d-watch", br#"{"action":"started"}"#.to_vec())).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let done = process_inbox(&h.store, &reference_config()).await.unwrap();
     assert_eq!(done.len(), 1);
@@ -186,15 +156,7 @@ async fn api_lists_runs_with_their_steps() {
     assert_eq!(status, StatusCode::OK);
     let runs: serde_json::Value = serde_json::from_str(&body).unwrap();
     let run = &runs[0];
-    for field in [
-        "id",
-        "app",
-        "environment",
-        "digest",
-        "state",
-        "created_at",
-        "steps",
-    ] {
+    for field in ["id", "app", "environment", "digest", "state", "created_at", "steps"] {
         assert!(run.get(field).is_some(), "run lacks {field}: {run:#}");
     }
     assert_eq!(run["state"], "pending");
@@ -203,19 +165,9 @@ async fn api_lists_runs_with_their_steps() {
         assert!(step.get(field).is_some(), "step lacks {field}: {step:#}");
     }
     let id = run["id"].as_str().unwrap();
-    let (status, _) = send(
-        &h,
-        Request::get(format!("/api/runs/{id}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = send(&h, Request::get(format!("/api/runs/{id}")).body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = send(
-        &h,
-        Request::get("/api/runs/nope").body(Body::empty()).unwrap(),
-    )
-    .await;
+    let (status, _) = send(&h, Request::get("/api/runs/nope").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, page) = send(&h, Request::get("/").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
@@ -232,7 +184,8 @@ async fn gitlab_hooks_need_the_token_and_are_deduplicated() {
         AppState::new(store.clone(), vec![SECRET.to_vec()], Arc::new(Notify::new()))
             .with_gitlab_tokens(vec![b"old-token".to_vec(), b"new-token".to_vec()]),
     );
-    let body = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gitlab/docs-examples/push.0.json")).unwrap();
+    let body =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gitlab/docs-examples/push.0.json")).unwrap();
     let request = |token: Option<&str>| {
         let mut builder = Request::post("/hooks/gitlab")
             .header("x-gitlab-event", "Push Hook")

@@ -31,7 +31,12 @@ fn plan(app: &str, steps: usize, concurrency: Concurrency) -> Plan {
         environment: "dev".into(),
         pipeline: "bench".into(),
         trigger: "bench".into(),
-        artifact: ArtifactRef { registry: "r".into(), registry_url: "oci-layout:r".into(), repository: app.into(), tag: "t".into() },
+        artifact: ArtifactRef {
+            registry: "r".into(),
+            registry_url: "oci-layout:r".into(),
+            repository: app.into(),
+            tag: "t".into(),
+        },
         artifact_wait_ms: 0,
         version: "v".into(),
         target: EnvironmentTarget {
@@ -53,7 +58,9 @@ fn plan(app: &str, steps: usize, concurrency: Concurrency) -> Plan {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -80,29 +87,49 @@ async fn main() {
     let (runs, steps) = (200, 10);
     for i in 0..runs {
         let plan = plan(&format!("app-{i}"), steps, Concurrency::Queue);
-        store.create_run(NewRun { plan: &plan, digest: None, origin: RunOrigin::Manual, bypass_hold: false }).await.unwrap();
+        store
+            .create_run(NewRun { plan: &plan, digest: None, origin: RunOrigin::Manual, bypass_hold: false })
+            .await
+            .unwrap();
     }
     let started = Instant::now();
     let running = tokio::spawn(executor.clone().run());
     wait_all_final(&store, runs).await;
     let elapsed = started.elapsed();
     let per_step = elapsed / (runs * steps) as u32;
-    println!("executor overhead: {} no-op steps in {:.3}s = {:.3} ms/step (target <= 1 ms)", runs * steps, elapsed.as_secs_f64(), per_step.as_secs_f64() * 1e3);
+    println!(
+        "executor overhead: {} no-op steps in {:.3}s = {:.3} ms/step (target <= 1 ms)",
+        runs * steps,
+        elapsed.as_secs_f64(),
+        per_step.as_secs_f64() * 1e3
+    );
 
     // 2. Memory with 10,000 queued promotions of one app into one held environment.
     store
-        .hold(&gantry_engine::store::Hold { environment: "dev".into(), app: Some("queued".into()), reason: "bench".into(), digest: None, created_at: now_millis() })
+        .hold(&gantry_engine::store::Hold {
+            environment: "dev".into(),
+            app: Some("queued".into()),
+            reason: "bench".into(),
+            digest: None,
+            created_at: now_millis(),
+        })
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rss_kib();
     for _ in 0..10_000 {
         let plan = plan("queued", 3, Concurrency::Queue);
-        store.create_run(NewRun { plan: &plan, digest: None, origin: RunOrigin::Manual, bypass_hold: false }).await.unwrap();
+        store
+            .create_run(NewRun { plan: &plan, digest: None, origin: RunOrigin::Manual, bypass_hold: false })
+            .await
+            .unwrap();
     }
     // Let the admission pass look at the whole queue a few times.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = rss_kib();
-    println!("10,000 queued promotions: RSS {before} KiB before, {after} KiB after ({:+} KiB)", after as i64 - before as i64);
+    println!(
+        "10,000 queued promotions: RSS {before} KiB before, {after} KiB after ({:+} KiB)",
+        after as i64 - before as i64
+    );
     running.abort();
 }

@@ -20,18 +20,20 @@ pub struct Rollback {
 /// Promotes the digest that was in `environment` before the current one again, and holds the
 /// app in that environment so that the next automatic promotion does not undo the rollback
 /// (release the hold to resume promotions).
-pub async fn rollback(store: &Arc<dyn Store>, app: &str, environment: &str, reason: &str) -> Result<Rollback, StoreError> {
+pub async fn rollback(
+    store: &Arc<dyn Store>,
+    app: &str,
+    environment: &str,
+    reason: &str,
+) -> Result<Rollback, StoreError> {
     let runs = store.succeeded_runs(app, environment, 50).await?;
     let current = runs
         .first()
         .and_then(|r| r.digest.clone())
         .ok_or_else(|| StoreError::Conflict { message: format!("{app} was never promoted into {environment}") })?;
-    let previous = runs
-        .iter()
-        .find(|r| r.digest.as_deref().is_some_and(|d| d != current))
-        .ok_or_else(|| StoreError::Conflict {
-            message: format!("no earlier digest of {app} in {environment} to roll back to"),
-        })?;
+    let previous = runs.iter().find(|r| r.digest.as_deref().is_some_and(|d| d != current)).ok_or_else(|| {
+        StoreError::Conflict { message: format!("no earlier digest of {app} in {environment} to roll back to") }
+    })?;
     let digest = previous.digest.clone().unwrap_or_default();
     let mut plan = previous.plan.clone();
     plan.trigger = format!("rollback from {current}");

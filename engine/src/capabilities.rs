@@ -31,10 +31,7 @@ impl Capabilities {
             git_cache: data_dir.join("mirrors"),
             registries: Mutex::new(HashMap::new()),
             forge,
-            committer: Signature {
-                name: "gantry".into(),
-                email: "gantry@localhost".into(),
-            },
+            committer: Signature { name: "gantry".into(), email: "gantry@localhost".into() },
             templates: Templates::builtin(),
             status_url,
         }
@@ -60,10 +57,7 @@ impl Capabilities {
 
     /// The registry at `url` (opened once, then shared).
     pub fn registry(&self, url: &str) -> Result<Arc<dyn Registry>, RegistryError> {
-        let mut registries = self
-            .registries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut registries = self.registries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(registry) = registries.get(url) {
             return Ok(registry.clone());
         }
@@ -100,9 +94,7 @@ impl Capabilities {
 
     /// Link to a run on the status page, when the server's address is known.
     pub fn run_url(&self, run_id: &str) -> Option<String> {
-        self.status_url
-            .as_ref()
-            .map(|base| format!("{}/runs/{run_id}", base.trim_end_matches('/')))
+        self.status_url.as_ref().map(|base| format!("{}/runs/{run_id}", base.trim_end_matches('/')))
     }
 }
 

@@ -52,9 +52,6 @@ impl StoreError {
     }
 
     pub(crate) fn corrupt(what: &'static str, reason: impl ToString) -> StoreError {
-        StoreError::Corrupt {
-            what,
-            reason: reason.to_string(),
-        }
+        StoreError::Corrupt { what, reason: reason.to_string() }
     }
 }

@@ -106,24 +106,14 @@ impl Executor {
         options: ExecutorOptions,
     ) -> Self {
         let owner = format!("executor-{}", uuid::Uuid::now_v7());
-        Self {
-            store,
-            steps,
-            capabilities,
-            owner,
-            wake,
-            options,
-        }
+        Self { store, steps, capabilities, owner, wake, options }
     }
 
     /// Recovers steps a crashed process left running, then runs the workers forever.
     pub async fn run(self: Arc<Self>) -> Result<(), StoreError> {
         let recovered = self.store.recover(&self.owner, now_millis()).await?;
         if recovered > 0 {
-            tracing::info!(
-                recovered,
-                "resuming steps left running by an earlier process"
-            );
+            tracing::info!(recovered, "resuming steps left running by an earlier process");
         }
         let mut workers = tokio::task::JoinSet::new();
         let admitter = self.clone();
@@ -208,9 +198,7 @@ impl Executor {
         };
         let (run_id, name) = (claimed.run_id.clone(), claimed.name.clone());
         let record = self.attempt(claimed).await;
-        self.store
-            .finish_step(&run_id, &name, record, now_millis())
-            .await?;
+        self.store.finish_step(&run_id, &name, record, now_millis()).await?;
         crate::failpoint::hit(&format!("after-finish:{name}"));
         self.wake.notify_waiters();
         Ok(true)
@@ -218,9 +206,7 @@ impl Executor {
 
     async fn attempt(&self, claimed: ClaimedStep) -> StepRecord {
         let Some(step) = self.steps.get(&claimed.kind).cloned() else {
-            return StepRecord::Failed {
-                error: format!("unknown step kind {}", claimed.kind),
-            };
+            return StepRecord::Failed { error: format!("unknown step kind {}", claimed.kind) };
         };
         let attempt = claimed.attempt;
         let retry = RetrySettings {
@@ -249,20 +235,11 @@ impl Executor {
         });
         let result = match task.await {
             Ok(Ok(result)) => result,
-            Ok(Err(_elapsed)) => Err(StepError::transient(format!(
-                "step timed out after {}s",
-                timeout.as_secs()
-            ))),
+            Ok(Err(_elapsed)) => Err(StepError::transient(format!("step timed out after {}s", timeout.as_secs()))),
             Err(join) => Err(StepError::terminal(format!("step panicked: {join}"))),
         };
         match result {
-            Ok(StepOutcome::Succeeded {
-                outputs,
-                pin_digest,
-            }) => StepRecord::Succeeded {
-                outputs,
-                pin_digest,
-            },
+            Ok(StepOutcome::Succeeded { outputs, pin_digest }) => StepRecord::Succeeded { outputs, pin_digest },
             Ok(StepOutcome::Waiting { retry_in, wake_on, reason, progress }) => StepRecord::Waiting {
                 until: now_millis().saturating_add(retry_in.as_millis().min(i64::MAX as u128) as i64),
                 wake_on,
@@ -272,16 +249,11 @@ impl Executor {
             Err(error) => match retry_policy(retry, &error, attempt) {
                 RetryDecision::RetryIn(delay) => {
                     tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "step failed; retrying");
-                    StepRecord::Retry {
-                        at: now_millis() + delay.as_millis() as i64,
-                        error: error.to_string(),
-                    }
+                    StepRecord::Retry { at: now_millis() + delay.as_millis() as i64, error: error.to_string() }
                 }
                 RetryDecision::Fail => {
                     tracing::warn!(%error, attempt, "step failed");
-                    StepRecord::Failed {
-                        error: error.to_string(),
-                    }
+                    StepRecord::Failed { error: error.to_string() }
                 }
             },
         }
@@ -294,10 +266,7 @@ mod tests {
 
     #[test]
     fn terminal_errors_fail_at_once() {
-        assert_eq!(
-            retry_policy(RetrySettings::default(), &StepError::terminal("denied"), 1),
-            RetryDecision::Fail
-        );
+        assert_eq!(retry_policy(RetrySettings::default(), &StepError::terminal("denied"), 1), RetryDecision::Fail);
     }
 
     #[test]
@@ -309,14 +278,8 @@ mod tests {
         let RetryDecision::RetryIn(third) = retry_policy(RetrySettings::default(), &error, 3) else {
             panic!("should retry")
         };
-        assert!(
-            first >= Duration::from_millis(400) && first <= Duration::from_millis(600),
-            "{first:?}"
-        );
-        assert!(
-            third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400),
-            "{third:?}"
-        );
+        assert!(first >= Duration::from_millis(400) && first <= Duration::from_millis(600), "{first:?}");
+        assert!(third >= Duration::from_millis(1600) && third <= Duration::from_millis(2400), "{third:?}");
         assert_eq!(retry_policy(RetrySettings::default(), &error, MAX_ATTEMPTS), RetryDecision::Fail);
         let custom = RetrySettings { max_attempts: 2, backoff: Duration::from_secs(10) };
         let RetryDecision::RetryIn(delay) = retry_policy(custom, &error, 1) else { panic!("should retry") };
@@ -326,13 +289,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_honoured() {
-        let error = StepError::Transient {
-            message: "429".into(),
-            retry_after: Some(Duration::from_secs(30)),
-        };
-        assert_eq!(
-            retry_policy(RetrySettings::default(), &error, 1),
-            RetryDecision::RetryIn(Duration::from_secs(30))
-        );
+        let error = StepError::Transient { message: "429".into(), retry_after: Some(Duration::from_secs(30)) };
+        assert_eq!(retry_policy(RetrySettings::default(), &error, 1), RetryDecision::RetryIn(Duration::from_secs(30)));
     }
 }

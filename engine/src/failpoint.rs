@@ -12,12 +12,7 @@ static ARMED: OnceLock<Vec<String>> = OnceLock::new();
 pub fn hit(point: &str) {
     let armed = ARMED.get_or_init(|| {
         std::env::var("GANTRY_FAILPOINTS")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default()
     });
     if armed.iter().any(|p| p == point) {

@@ -24,10 +24,7 @@ pub struct Intake {
 }
 
 /// Processes every received delivery; returns what happened to each.
-pub async fn process_inbox(
-    store: &Arc<dyn Store>,
-    config: &Config,
-) -> Result<Vec<Intake>, StoreError> {
+pub async fn process_inbox(store: &Arc<dyn Store>, config: &Config) -> Result<Vec<Intake>, StoreError> {
     let mut done = Vec::new();
     loop {
         let deliveries = store.received_deliveries(64).await?;
@@ -36,9 +33,7 @@ pub async fn process_inbox(
         }
         for delivery in deliveries {
             let parsed = match delivery.source.as_str() {
-                "github" => {
-                    github::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string())
-                }
+                "github" => github::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
                 "gitlab" => gitlab::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
                 other => Err(format!("no parser for source {other}")),
             };
@@ -58,28 +53,16 @@ pub async fn process_inbox(
                         plans,
                     ),
                     Ok(plans) => (DeliveryStatus::Processed, None, plans),
-                    Err(error) => (
-                        DeliveryStatus::Failed,
-                        Some(format!("plan: {error}")),
-                        Vec::new(),
-                    ),
+                    Err(error) => (DeliveryStatus::Failed, Some(format!("plan: {error}")), Vec::new()),
                 },
-                Ok(Parsed::Ignored { reason, .. }) => {
-                    (DeliveryStatus::Ignored, Some(reason), Vec::new())
-                }
+                Ok(Parsed::Ignored { reason, .. }) => (DeliveryStatus::Ignored, Some(reason), Vec::new()),
                 Err(error) => (DeliveryStatus::Failed, Some(error), Vec::new()),
             };
-            let runs = store
-                .complete_delivery(delivery.id, status, detail.as_deref(), &plans)
-                .await?;
+            let runs = store.complete_delivery(delivery.id, status, detail.as_deref(), &plans).await?;
             for run in &runs {
                 tracing::info!(run, delivery = %delivery.delivery_id, "run created");
             }
-            done.push(Intake {
-                delivery: delivery.id,
-                status,
-                runs,
-            });
+            done.push(Intake { delivery: delivery.id, status, runs });
         }
     }
 }
@@ -111,7 +94,9 @@ pub async fn advance_runs(store: &Arc<dyn Store>, config: &Config) -> Result<Vec
                     match gantry_workflows::follow_up(config, &run.plan, env) {
                         Ok(Some(plan)) => plans.push(plan),
                         Ok(None) => {}
-                        Err(error) => tracing::warn!(run = %run.id, environment = %env.name, %error, "cannot plan the follow-up"),
+                        Err(error) => {
+                            tracing::warn!(run = %run.id, environment = %env.name, %error, "cannot plan the follow-up")
+                        }
                     }
                 }
             }

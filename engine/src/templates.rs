@@ -10,10 +10,7 @@ pub struct Templates {
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "commit_message",
-        include_str!("../../templates/commit_message.hbs"),
-    ),
+    ("commit_message", include_str!("../../templates/commit_message.hbs")),
     ("pr_title", include_str!("../../templates/pr_title.hbs")),
     ("pr_body", include_str!("../../templates/pr_body.hbs")),
 ];
@@ -35,11 +32,7 @@ impl Templates {
     }
 
     /// Renders template `name` with `data`.
-    pub fn render(
-        &self,
-        name: &str,
-        data: &impl Serialize,
-    ) -> Result<String, handlebars::RenderError> {
+    pub fn render(&self, name: &str, data: &impl Serialize) -> Result<String, handlebars::RenderError> {
         self.registry.render(name, data)
     }
 }
@@ -52,9 +45,7 @@ mod tests {
     fn every_builtin_template_compiles() {
         for (name, text) in TEMPLATES {
             let mut registry = Handlebars::new();
-            registry
-                .register_template_string(name, *text)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            registry.register_template_string(name, *text).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 }

@@ -117,8 +117,12 @@ impl Operation {
 pub async fn run(operation: Operation) -> anyhow::Result<Value> {
     let base = operation.server().trim_end_matches('/').to_string();
     let (method, path, body) = match operation {
-        Operation::Cancel { run, reason, .. } => (reqwest::Method::POST, format!("/api/runs/{run}/cancel"), json!({ "reason": reason })),
-        Operation::Retry { run, step, .. } => (reqwest::Method::POST, format!("/api/runs/{run}/steps/{step}/retry"), json!({})),
+        Operation::Cancel { run, reason, .. } => {
+            (reqwest::Method::POST, format!("/api/runs/{run}/cancel"), json!({ "reason": reason }))
+        }
+        Operation::Retry { run, step, .. } => {
+            (reqwest::Method::POST, format!("/api/runs/{run}/steps/{step}/retry"), json!({}))
+        }
         Operation::Skip { run, step, reason, .. } => {
             (reqwest::Method::POST, format!("/api/runs/{run}/steps/{step}/skip"), json!({ "reason": reason }))
         }
@@ -144,7 +148,8 @@ pub async fn run(operation: Operation) -> anyhow::Result<Value> {
     if !body.is_null() {
         request = request.json(&body);
     }
-    let response = request.send().await.with_context(|| format!("reach gantry at {base} (is `gantry serve` running?)"))?;
+    let response =
+        request.send().await.with_context(|| format!("reach gantry at {base} (is `gantry serve` running?)"))?;
     let status = response.status();
     let answer: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -158,7 +158,11 @@ pub async fn run(args: &StepArgs, data_dir: &Path, database: &Path) -> anyhow::R
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(database).await.with_context(|| format!("open the store {}", database.display()))?);
     let run_known = store.get_run(&run_id).await.context("look the run up in the store")?.is_some();
-    let capabilities = Arc::new(Capabilities::new(data_dir, Arc::new(LocalForge::new(store.clone())), None));
+    let capabilities = Arc::new(Capabilities::new(
+        data_dir,
+        Arc::new(LocalForge::new(store.clone()).with_mirrors(data_dir.join("mirrors"))),
+        None,
+    ));
     let forge = plan.target.forge;
     let ctx = StepContext {
         run_id: run_id.clone(),

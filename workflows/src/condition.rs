@@ -69,9 +69,9 @@ impl Condition {
     /// steps it names). A named step that has not finished makes `steps.x.*` false.
     pub fn evaluate(&self, needs: &[&str], outcomes: &HashMap<&str, Outcome>) -> bool {
         match self {
-            Condition::Success => needs
-                .iter()
-                .all(|n| matches!(outcomes.get(n), Some(Outcome::Succeeded | Outcome::Skipped))),
+            Condition::Success => {
+                needs.iter().all(|n| matches!(outcomes.get(n), Some(Outcome::Succeeded | Outcome::Skipped)))
+            }
             Condition::Failure => needs.iter().any(|n| outcomes.get(n) == Some(&Outcome::Failed)),
             Condition::Always => true,
             Condition::Step { name, outcome } => outcomes.get(name.as_str()) == Some(outcome),

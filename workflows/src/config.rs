@@ -276,10 +276,7 @@ pub struct Config {
 impl Config {
     /// The registry named `name`.
     pub fn registry(&self, name: &str) -> Option<&RegistrySpec> {
-        self.registries
-            .iter()
-            .map(|(r, _)| r)
-            .find(|r| r.name == name)
+        self.registries.iter().map(|(r, _)| r).find(|r| r.name == name)
     }
 
     /// The app named `name`.
@@ -289,18 +286,12 @@ impl Config {
 
     /// The environment named `name`.
     pub fn environment(&self, name: &str) -> Option<&EnvironmentSpec> {
-        self.environments
-            .iter()
-            .map(|(e, _)| e)
-            .find(|e| e.name == name)
+        self.environments.iter().map(|(e, _)| e).find(|e| e.name == name)
     }
 
     /// The pipeline named `name`.
     pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
-        self.pipelines
-            .iter()
-            .map(|(p, _)| p)
-            .find(|p| p.name == name)
+        self.pipelines.iter().map(|(p, _)| p).find(|p| p.name == name)
     }
 
     /// The JSON Schema of one configuration file, as shipped for editors.
@@ -316,18 +307,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("duration {text:?} does not start with a number"))?;
+    let value: u64 = number.parse().map_err(|_| format!("duration {text:?} does not start with a number"))?;
     let millis = match unit {
         "ms" => value,
         "s" => value * 1_000,
         "m" => value * 60_000,
         "h" => value * 3_600_000,
         _ => {
-            return Err(format!(
-                "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
-            ));
+            return Err(format!("duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"));
         }
     };
     Ok(Duration::from_millis(millis))

@@ -13,11 +13,7 @@ pub enum DagProblem {
     /// Two steps share a name; `step` is the later one.
     DuplicateName { step: usize, name: String },
     /// `needs` names a step that does not exist.
-    UnknownNeed {
-        step: usize,
-        need: usize,
-        name: String,
-    },
+    UnknownNeed { step: usize, need: usize, name: String },
     /// A step needs itself.
     SelfNeed { step: usize, need: usize },
     /// The steps form a cycle; `step` is one step on it.
@@ -56,10 +52,7 @@ pub fn compile(steps: &[StepSpec]) -> Result<StepGraph, Vec<DagProblem>> {
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, step) in steps.iter().enumerate() {
         if by_name.contains_key(step.name.as_str()) {
-            problems.push(DagProblem::DuplicateName {
-                step: i,
-                name: step.name.clone(),
-            });
+            problems.push(DagProblem::DuplicateName { step: i, name: step.name.clone() });
         } else {
             by_name.insert(step.name.as_str(), i);
         }
@@ -71,11 +64,7 @@ pub fn compile(steps: &[StepSpec]) -> Result<StepGraph, Vec<DagProblem>> {
                 Some(&j) => {
                     graph.update_edge(nodes[j], nodes[i], ());
                 }
-                None => problems.push(DagProblem::UnknownNeed {
-                    step: i,
-                    need: n,
-                    name: need.clone(),
-                }),
+                None => problems.push(DagProblem::UnknownNeed { step: i, need: n, name: need.clone() }),
             }
         }
     }
@@ -83,31 +72,18 @@ pub fn compile(steps: &[StepSpec]) -> Result<StepGraph, Vec<DagProblem>> {
         Ok(order) => order.into_iter().map(|n| graph[n]).collect(),
         Err(cycle) => {
             let start = graph[cycle.node_id()];
-            problems.push(DagProblem::Cycle {
-                step: start,
-                names: cycle_names(&graph, steps, start),
-            });
+            problems.push(DagProblem::Cycle { step: start, names: cycle_names(&graph, steps, start) });
             Vec::new()
         }
     };
-    if problems.is_empty() {
-        Ok(StepGraph { graph, order })
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(StepGraph { graph, order }) } else { Err(problems) }
 }
 
 /// Names along one cycle through `start`, for the error message.
 fn cycle_names(graph: &DiGraph<usize, ()>, steps: &[StepSpec], start: usize) -> Vec<String> {
     let scc = petgraph::algo::kosaraju_scc(graph);
-    let members = scc
-        .into_iter()
-        .find(|component| component.iter().any(|n| graph[*n] == start))
-        .unwrap_or_default();
-    let mut names: Vec<String> = members
-        .iter()
-        .map(|n| steps[graph[*n]].name.clone())
-        .collect();
+    let members = scc.into_iter().find(|component| component.iter().any(|n| graph[*n] == start)).unwrap_or_default();
+    let mut names: Vec<String> = members.iter().map(|n| steps[graph[*n]].name.clone()).collect();
     names.sort();
     names
 }
@@ -133,37 +109,17 @@ mod tests {
     fn orders_steps_after_their_needs() {
         let steps = [step("c", &["a", "b"]), step("a", &[]), step("b", &["a"])];
         let graph = compile(&steps).unwrap();
-        let order: Vec<&str> = graph
-            .topological_order()
-            .iter()
-            .map(|i| steps[*i].name.as_str())
-            .collect();
+        let order: Vec<&str> = graph.topological_order().iter().map(|i| steps[*i].name.as_str()).collect();
         assert_eq!(order, ["a", "b", "c"]);
     }
 
     #[test]
     fn reports_every_problem() {
-        let steps = [
-            step("a", &["c"]),
-            step("b", &["b", "ghost"]),
-            step("c", &["a"]),
-            step("a", &[]),
-        ];
+        let steps = [step("a", &["c"]), step("b", &["b", "ghost"]), step("c", &["a"]), step("a", &[])];
         let problems = compile(&steps).unwrap_err();
-        assert!(problems.contains(&DagProblem::DuplicateName {
-            step: 3,
-            name: "a".into()
-        }));
+        assert!(problems.contains(&DagProblem::DuplicateName { step: 3, name: "a".into() }));
         assert!(problems.contains(&DagProblem::SelfNeed { step: 1, need: 0 }));
-        assert!(problems.contains(&DagProblem::UnknownNeed {
-            step: 1,
-            need: 1,
-            name: "ghost".into()
-        }));
-        assert!(
-            problems
-                .iter()
-                .any(|p| matches!(p, DagProblem::Cycle { .. }))
-        );
+        assert!(problems.contains(&DagProblem::UnknownNeed { step: 1, need: 1, name: "ghost".into() }));
+        assert!(problems.iter().any(|p| matches!(p, DagProblem::Cycle { .. })));
     }
 }

@@ -17,20 +17,12 @@ pub struct ConfigError {
 impl ConfigError {
     /// A problem located at `file:line`.
     pub fn at(file: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
-        Self {
-            file: Some(file.into()),
-            line,
-            message: message.into(),
-        }
+        Self { file: Some(file.into()), line, message: message.into() }
     }
 
     /// A problem with no file to point at.
     pub fn general(message: impl Into<String>) -> Self {
-        Self {
-            file: None,
-            line: None,
-            message: message.into(),
-        }
+        Self { file: None, line: None, message: message.into() }
     }
 }
 
@@ -49,11 +41,7 @@ impl fmt::Display for ConfigError {
 pub enum TemplateError {
     /// The template names a placeholder that does not exist.
     #[error("unknown placeholder {{{name}}} in template {template:?} (known: {known})")]
-    UnknownPlaceholder {
-        template: String,
-        name: String,
-        known: String,
-    },
+    UnknownPlaceholder { template: String, name: String, known: String },
     /// The placeholder exists but has no value for this event (e.g. `{tag}` on a branch push).
     #[error("placeholder {{{name}}} in template {template:?} has no value for this event")]
     MissingValue { template: String, name: String },

@@ -21,8 +21,8 @@ pub mod spans;
 pub mod template;
 
 pub use config::{
-    AppSpec, Config, ConfigFile, ConfigRepoSpec, EnvironmentSpec, PipelineSpec, RegistrySpec,
-    StepSpec, TriggerOn, TriggerSpec,
+    AppSpec, Config, ConfigFile, ConfigRepoSpec, EnvironmentSpec, PipelineSpec, RegistrySpec, StepSpec, TriggerOn,
+    TriggerSpec,
 };
 pub use error::{ConfigError, TemplateError};
 pub use load::{StepCatalog, load_dir, validate_dir};

@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::config::{
-    AppSpec, Config, EnvironmentSpec, Origin, PipelineSpec, RegistrySpec, parse_duration,
-};
 use crate::condition::Condition;
+use crate::config::{AppSpec, Config, EnvironmentSpec, Origin, PipelineSpec, RegistrySpec, parse_duration};
 use crate::dag::{self, DagProblem};
 use crate::error::ConfigError;
 use crate::spans::{SpanError, SpanIndex, YamlPath};
@@ -38,21 +36,13 @@ pub fn load_dir(dir: &Path, catalog: &dyn StepCatalog) -> Result<Config, Vec<Con
         Err(error) => return Err(vec![error]),
     };
     if files.is_empty() {
-        return Err(vec![ConfigError::at(
-            dir,
-            None,
-            "no *.yaml or *.yml files in the config directory",
-        )]);
+        return Err(vec![ConfigError::at(dir, None, "no *.yaml or *.yml files in the config directory")]);
     }
     for file in files {
         loader.read_file(&file);
     }
     loader.check(catalog);
-    if loader.errors.is_empty() {
-        Ok(loader.config)
-    } else {
-        Err(loader.errors)
-    }
+    if loader.errors.is_empty() { Ok(loader.config) } else { Err(loader.errors) }
 }
 
 /// Every problem in the directory; empty when it is valid.
@@ -61,22 +51,11 @@ pub fn validate_dir(dir: &Path, catalog: &dyn StepCatalog) -> Vec<ConfigError> {
 }
 
 fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|error| {
-        ConfigError::at(
-            dir,
-            None,
-            format!("cannot read the config directory: {error}"),
-        )
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|error| ConfigError::at(dir, None, format!("cannot read the config directory: {error}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| {
-            path.is_file()
-                && matches!(
-                    path.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml")
-                )
-        })
+        .filter(|path| path.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
     Ok(files)
@@ -104,11 +83,7 @@ impl Loader {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
             Err(error) => {
-                self.errors.push(ConfigError::at(
-                    file,
-                    None,
-                    format!("cannot read file: {error}"),
-                ));
+                self.errors.push(ConfigError::at(file, None, format!("cannot read file: {error}")));
                 return;
             }
         };
@@ -118,8 +93,7 @@ impl Loader {
                 let line = match &error {
                     SpanError::Syntax { line, .. } | SpanError::DuplicateKey { line, .. } => *line,
                 };
-                self.errors
-                    .push(ConfigError::at(file, Some(line), error.to_string()));
+                self.errors.push(ConfigError::at(file, Some(line), error.to_string()));
                 return;
             }
         };
@@ -127,11 +101,7 @@ impl Loader {
             Ok(value) => value,
             Err(error) => {
                 let line = error.location().map(|l| l.line());
-                self.errors.push(ConfigError::at(
-                    file,
-                    line,
-                    format!("invalid YAML: {error}"),
-                ));
+                self.errors.push(ConfigError::at(file, line, format!("invalid YAML: {error}")));
                 return;
             }
         };
@@ -144,21 +114,14 @@ impl Loader {
                 self.error(
                     file_index,
                     &YamlPath::default(),
-                    format!(
-                        "a config file must be a mapping with any of the sections {}",
-                        SECTIONS.join(", ")
-                    ),
+                    format!("a config file must be a mapping with any of the sections {}", SECTIONS.join(", ")),
                 );
                 return;
             }
         };
         for (key, value) in mapping {
             let Some(section) = key.as_str().map(str::to_string) else {
-                self.error(
-                    file_index,
-                    &YamlPath::default(),
-                    "section names must be strings",
-                );
+                self.error(file_index, &YamlPath::default(), "section names must be strings");
                 continue;
             };
             let mut path = YamlPath::default();
@@ -167,11 +130,7 @@ impl Loader {
                 yaml_serde::Value::Null => continue,
                 yaml_serde::Value::Sequence(items) => items,
                 _ => {
-                    self.error(
-                        file_index,
-                        &path,
-                        format!("section `{section}` must be a list"),
-                    );
+                    self.error(file_index, &path, format!("section `{section}` must be a list"));
                     continue;
                 }
             };
@@ -183,39 +142,22 @@ impl Loader {
                 other => self.error(
                     file_index,
                     &path,
-                    format!(
-                        "unknown section `{other}` (expected one of {})",
-                        SECTIONS.join(", ")
-                    ),
+                    format!("unknown section `{other}` (expected one of {})", SECTIONS.join(", ")),
                 ),
             }
         }
     }
 
-    fn read_items(
-        &mut self,
-        file: usize,
-        section_path: &YamlPath,
-        items: Vec<yaml_serde::Value>,
-        section: Section,
-    ) {
+    fn read_items(&mut self, file: usize, section_path: &YamlPath, items: Vec<yaml_serde::Value>, section: Section) {
         for (i, item) in items.into_iter().enumerate() {
             let mut path = section_path.clone();
             path.push_index(i);
-            let place = Place {
-                file,
-                path: path.clone(),
-            };
-            let origin = Origin {
-                file: self.files[file].0.clone(),
-                line: self.line(&place),
-            };
+            let place = Place { file, path: path.clone() };
+            let origin = Origin { file: self.files[file].0.clone(), line: self.line(&place) };
             match section {
                 Section::Registries => {
-                    if let Some(spec) = self.deserialize::<RegistrySpec>("registries", &place, item)
-                    {
-                        self.places
-                            .insert(("registries", self.config.registries.len()), place);
+                    if let Some(spec) = self.deserialize::<RegistrySpec>("registries", &place, item) {
+                        self.places.insert(("registries", self.config.registries.len()), place);
                         self.config.registries.push((spec, origin));
                     }
                 }
@@ -226,19 +168,14 @@ impl Loader {
                     }
                 }
                 Section::Environments => {
-                    if let Some(spec) =
-                        self.deserialize::<EnvironmentSpec>("environments", &place, item)
-                    {
-                        self.places
-                            .insert(("environments", self.config.environments.len()), place);
+                    if let Some(spec) = self.deserialize::<EnvironmentSpec>("environments", &place, item) {
+                        self.places.insert(("environments", self.config.environments.len()), place);
                         self.config.environments.push((spec, origin));
                     }
                 }
                 Section::Pipelines => {
-                    if let Some(spec) = self.deserialize::<PipelineSpec>("pipelines", &place, item)
-                    {
-                        self.places
-                            .insert(("pipelines", self.config.pipelines.len()), place);
+                    if let Some(spec) = self.deserialize::<PipelineSpec>("pipelines", &place, item) {
+                        self.places.insert(("pipelines", self.config.pipelines.len()), place);
                         self.config.pipelines.push((spec, origin));
                     }
                 }
@@ -252,10 +189,7 @@ impl Loader {
         place: &Place,
         item: yaml_serde::Value,
     ) -> Option<T> {
-        let name = item
-            .get("name")
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
+        let name = item.get("name").and_then(|n| n.as_str()).map(str::to_string);
         match serde_path_to_error::deserialize::<_, T>(item) {
             Ok(value) => Some(value),
             Err(error) => {
@@ -269,11 +203,7 @@ impl Loader {
                     }
                 }
                 let field = path.to_string();
-                self.error(
-                    place.file,
-                    &path,
-                    format!("{field}: {}", error.into_inner()),
-                );
+                self.error(place.file, &path, format!("{field}: {}", error.into_inner()));
                 if let Some(name) = name {
                     self.broken.insert((section, name));
                 }
@@ -293,18 +223,11 @@ impl Loader {
     fn error(&mut self, file: usize, path: &YamlPath, message: impl Into<String>) {
         let (name, index) = &self.files[file];
         let line = index.line_of(path);
-        self.errors
-            .push(ConfigError::at(name.clone(), line, message));
+        self.errors.push(ConfigError::at(name.clone(), line, message));
     }
 
     /// Reports a problem at `field` (dotted, relative to the item) of item `i` of `section`.
-    fn item_error(
-        &mut self,
-        section: &'static str,
-        i: usize,
-        field: &str,
-        message: impl Into<String>,
-    ) {
+    fn item_error(&mut self, section: &'static str, i: usize, field: &str, message: impl Into<String>) {
         let Some(place) = self.places.get(&(section, i)).cloned() else {
             self.errors.push(ConfigError::general(message));
             return;
@@ -331,38 +254,10 @@ impl Loader {
     fn check_unique_names(&mut self) {
         let mut problems = Vec::new();
         let sections: [(&'static str, Vec<&str>); 4] = [
-            (
-                "registries",
-                self.config
-                    .registries
-                    .iter()
-                    .map(|(r, _)| r.name.as_str())
-                    .collect(),
-            ),
-            (
-                "apps",
-                self.config
-                    .apps
-                    .iter()
-                    .map(|(a, _)| a.name.as_str())
-                    .collect(),
-            ),
-            (
-                "environments",
-                self.config
-                    .environments
-                    .iter()
-                    .map(|(e, _)| e.name.as_str())
-                    .collect(),
-            ),
-            (
-                "pipelines",
-                self.config
-                    .pipelines
-                    .iter()
-                    .map(|(p, _)| p.name.as_str())
-                    .collect(),
-            ),
+            ("registries", self.config.registries.iter().map(|(r, _)| r.name.as_str()).collect()),
+            ("apps", self.config.apps.iter().map(|(a, _)| a.name.as_str()).collect()),
+            ("environments", self.config.environments.iter().map(|(e, _)| e.name.as_str()).collect()),
+            ("pipelines", self.config.pipelines.iter().map(|(p, _)| p.name.as_str()).collect()),
         ];
         for (section, names) in &sections {
             let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -389,10 +284,7 @@ impl Loader {
                     "environments",
                     i,
                     "order",
-                    format!(
-                        "order {} is already used by environment `{first_name}`",
-                        env.order
-                    ),
+                    format!("order {} is already used by environment `{first_name}`", env.order),
                 ));
             } else {
                 orders.insert(env.order, i);
@@ -431,9 +323,7 @@ impl Loader {
     fn check_apps(&mut self) {
         let mut problems = Vec::new();
         for (i, (app, _)) in self.config.apps.iter().enumerate() {
-            if self.config.registry(&app.registry).is_none()
-                && !self.is_broken("registries", &app.registry)
-            {
+            if self.config.registry(&app.registry).is_none() && !self.is_broken("registries", &app.registry) {
                 problems.push((
                     i,
                     "registry",
@@ -444,9 +334,7 @@ impl Loader {
                     ),
                 ));
             }
-            if self.config.pipeline(&app.pipeline).is_none()
-                && !self.is_broken("pipelines", &app.pipeline)
-            {
+            if self.config.pipeline(&app.pipeline).is_none() && !self.is_broken("pipelines", &app.pipeline) {
                 problems.push((
                     i,
                     "pipeline",
@@ -461,10 +349,7 @@ impl Loader {
                 problems.push((
                     i,
                     "source_repo",
-                    format!(
-                        "source_repo `{}` must be a full path such as `org/app`",
-                        app.source_repo
-                    ),
+                    format!("source_repo `{}` must be a full path such as `org/app`", app.source_repo),
                 ));
             }
             if app.repository.trim().is_empty() {
@@ -482,25 +367,15 @@ impl Loader {
             if let Err(error) = template::check(&env.tag_template) {
                 problems.push((i, "tag_template", error.to_string()));
             }
-            if let Err(message) =
-                check_restricted_template(&env.config_repo.path, PATH_PLACEHOLDERS)
-            {
+            if let Err(message) = check_restricted_template(&env.config_repo.path, PATH_PLACEHOLDERS) {
                 problems.push((i, "config_repo.path", message));
             }
             if env.config_repo.url.trim().is_empty() {
-                problems.push((
-                    i,
-                    "config_repo.url",
-                    "config_repo.url must not be empty".to_string(),
-                ));
+                problems.push((i, "config_repo.url", "config_repo.url must not be empty".to_string()));
             }
             if let Some(yaml_path) = &env.config_repo.yaml_path {
                 if let Err(error) = YamlPath::parse(yaml_path) {
-                    problems.push((
-                        i,
-                        "config_repo.yaml_path",
-                        format!("invalid yaml_path `{yaml_path}`: {error}"),
-                    ));
+                    problems.push((i, "config_repo.yaml_path", format!("invalid yaml_path `{yaml_path}`: {error}")));
                 }
             }
         }
@@ -515,9 +390,20 @@ impl Loader {
         for (i, (env, _)) in self.config.environments.iter().enumerate() {
             for (a, after) in env.after.iter().enumerate() {
                 if after == &env.name {
-                    problems.push((i, format!("after[{a}]"), format!("environment `{}` cannot come after itself", env.name)));
+                    problems.push((
+                        i,
+                        format!("after[{a}]"),
+                        format!("environment `{}` cannot come after itself", env.name),
+                    ));
                 } else if !names.contains(&after.as_str()) && !self.is_broken("environments", after) {
-                    problems.push((i, format!("after[{a}]"), format!("unknown environment `{after}`{}", known(self.config.environments.iter().map(|(e, _)| &e.name)))));
+                    problems.push((
+                        i,
+                        format!("after[{a}]"),
+                        format!(
+                            "unknown environment `{after}`{}",
+                            known(self.config.environments.iter().map(|(e, _)| &e.name))
+                        ),
+                    ));
                 }
             }
         }
@@ -538,7 +424,11 @@ impl Loader {
                 let mut members: Vec<usize> = component.iter().map(|n| graph[*n]).collect();
                 members.sort();
                 let cycle: Vec<&str> = members.iter().map(|i| names[*i]).collect();
-                problems.push((members[0], "after".into(), format!("environments form a cycle: {}", cycle.join(" → "))));
+                problems.push((
+                    members[0],
+                    "after".into(),
+                    format!("environments form a cycle: {}", cycle.join(" → ")),
+                ));
             }
         }
         // Reachability: from every trigger's environment along `after` edges.
@@ -585,11 +475,7 @@ impl Loader {
         let mut problems = Vec::new();
         for (p, (pipeline, _)) in self.config.pipelines.iter().enumerate() {
             if pipeline.steps.is_empty() {
-                problems.push((
-                    p,
-                    "steps".to_string(),
-                    "a pipeline needs at least one step".to_string(),
-                ));
+                problems.push((p, "steps".to_string(), "a pipeline needs at least one step".to_string()));
             }
             for (t, trigger) in pipeline.triggers.iter().enumerate() {
                 if let Err(error) = globset::Glob::new(&trigger.pattern) {
@@ -612,10 +498,9 @@ impl Loader {
                         ),
                     ));
                 }
-                for (field, text) in [
-                    ("artifact_tag", Some(&trigger.artifact_tag)),
-                    ("version", trigger.version.as_ref()),
-                ] {
+                for (field, text) in
+                    [("artifact_tag", Some(&trigger.artifact_tag)), ("version", trigger.version.as_ref())]
+                {
                     if let Some(text) = text {
                         if let Err(error) = template::check(text) {
                             problems.push((p, format!("triggers[{t}].{field}"), error.to_string()));
@@ -632,7 +517,11 @@ impl Loader {
                         Ok(parsed) => {
                             for name in parsed.step_names() {
                                 if !pipeline.steps.iter().any(|other| other.name == name) {
-                                    problems.push((p, format!("steps[{s}].if"), format!("condition of step `{}` names unknown step `{name}`", step.name)));
+                                    problems.push((
+                                        p,
+                                        format!("steps[{s}].if"),
+                                        format!("condition of step `{}` names unknown step `{name}`", step.name),
+                                    ));
                                 }
                             }
                         }
@@ -641,7 +530,11 @@ impl Loader {
                 }
                 if let Some(retry) = &step.retry {
                     if retry.attempts == 0 {
-                        problems.push((p, format!("steps[{s}].retry.attempts"), "retry.attempts counts the first attempt too: it must be at least 1".into()));
+                        problems.push((
+                            p,
+                            format!("steps[{s}].retry.attempts"),
+                            "retry.attempts counts the first attempt too: it must be at least 1".into(),
+                        ));
                     }
                     if let Err(message) = parse_duration(&retry.backoff) {
                         problems.push((p, format!("steps[{s}].retry.backoff"), message));
@@ -654,7 +547,11 @@ impl Loader {
                 }
                 for (e, env) in step.environments.iter().enumerate() {
                     if self.config.environment(env).is_none() && !self.is_broken("environments", env) {
-                        problems.push((p, format!("steps[{s}].environments[{e}]"), format!("unknown environment `{env}`")));
+                        problems.push((
+                            p,
+                            format!("steps[{s}].environments[{e}]"),
+                            format!("unknown environment `{env}`"),
+                        ));
                     }
                 }
                 if !kinds.contains(&step.kind.as_str()) {
@@ -663,50 +560,34 @@ impl Loader {
                     problems.push((
                         p,
                         format!("steps[{s}].kind"),
-                        format!(
-                            "unknown step kind `{}` (known: {})",
-                            step.kind,
-                            sorted.join(", ")
-                        ),
+                        format!("unknown step kind `{}` (known: {})", step.kind, sorted.join(", ")),
                     ));
                     continue;
                 }
-                let with = step
-                    .with
-                    .clone()
-                    .map(serde_json::Value::Object)
-                    .unwrap_or(serde_json::Value::Null);
+                let with = step.with.clone().map(serde_json::Value::Object).unwrap_or(serde_json::Value::Null);
                 for (field, message) in catalog.check(&step.kind, &with) {
-                    let at = if field.is_empty() {
-                        format!("steps[{s}].with")
-                    } else {
-                        format!("steps[{s}].with.{field}")
-                    };
+                    let at =
+                        if field.is_empty() { format!("steps[{s}].with") } else { format!("steps[{s}].with.{field}") };
                     problems.push((p, at, format!("step `{}`: {message}", step.name)));
                 }
             }
             if let Err(dag_problems) = dag::compile(&pipeline.steps) {
                 for problem in dag_problems {
                     let (field, message) = match problem {
-                        DagProblem::DuplicateName { step, name } => (
-                            format!("steps[{step}].name"),
-                            format!("duplicate step name `{name}`"),
-                        ),
+                        DagProblem::DuplicateName { step, name } => {
+                            (format!("steps[{step}].name"), format!("duplicate step name `{name}`"))
+                        }
                         DagProblem::UnknownNeed { step, need, name } => (
                             format!("steps[{step}].needs[{need}]"),
-                            format!(
-                                "step `{}` needs unknown step `{name}`",
-                                pipeline.steps[step].name
-                            ),
+                            format!("step `{}` needs unknown step `{name}`", pipeline.steps[step].name),
                         ),
                         DagProblem::SelfNeed { step, need } => (
                             format!("steps[{step}].needs[{need}]"),
                             format!("step `{}` needs itself", pipeline.steps[step].name),
                         ),
-                        DagProblem::Cycle { step, names } => (
-                            format!("steps[{step}].needs"),
-                            format!("steps form a cycle: {}", names.join(" → ")),
-                        ),
+                        DagProblem::Cycle { step, names } => {
+                            (format!("steps[{step}].needs"), format!("steps form a cycle: {}", names.join(" → ")))
+                        }
                     };
                     problems.push((p, field, message));
                 }
@@ -728,11 +609,7 @@ enum Section {
 
 fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
     let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() {
-        String::new()
-    } else {
-        format!(" (known: {})", names.join(", "))
-    }
+    if names.is_empty() { String::new() } else { format!(" (known: {})", names.join(", ")) }
 }
 
 fn check_restricted_template(text: &str, allowed: &[&str]) -> Result<(), String> {
@@ -740,11 +617,7 @@ fn check_restricted_template(text: &str, allowed: &[&str]) -> Result<(), String>
     match names.into_iter().find(|n| !allowed.contains(n)) {
         Some(name) => Err(format!(
             "unknown placeholder {{{name}}} in `{text}` (allowed here: {})",
-            allowed
-                .iter()
-                .map(|a| format!("{{{a}}}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            allowed.iter().map(|a| format!("{{{a}}}")).collect::<Vec<_>>().join(", ")
         )),
         None => Ok(()),
     }
@@ -753,21 +626,12 @@ fn check_restricted_template(text: &str, allowed: &[&str]) -> Result<(), String>
 /// Checks the form of a registry URL (see [`RegistrySpec::url`]).
 pub fn check_registry_url(url: &str) -> Result<(), String> {
     if let Some(dir) = url.strip_prefix("oci-layout:") {
-        return if dir.trim().is_empty() {
-            Err("oci-layout: needs a directory".into())
-        } else {
-            Ok(())
-        };
+        return if dir.trim().is_empty() { Err("oci-layout: needs a directory".into()) } else { Ok(()) };
     }
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .unwrap_or(url);
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
-        return Err(format!(
-            "registry url `{url}` must be oci-layout:<dir>, http(s)://host[:port] or host[:port]"
-        ));
+        return Err(format!("registry url `{url}` must be oci-layout:<dir>, http(s)://host[:port] or host[:port]"));
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 use gantry_webhooks::{EventKind, GitEvent, RefKind};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Concurrency, Config, EnvironmentSpec, ForgeKind, PipelineSpec, PromotionMode, TriggerOn, parse_duration};
+use crate::config::{
+    Concurrency, Config, EnvironmentSpec, ForgeKind, PipelineSpec, PromotionMode, TriggerOn, parse_duration,
+};
 use crate::dag;
 use crate::error::TemplateError;
 use crate::template::{self, Vars};
@@ -97,12 +99,7 @@ pub struct Plan {
 
 /// Every promotion `event` starts under `config` (none for events that trigger nothing).
 pub fn plan(config: &Config, event: &GitEvent) -> Result<Vec<Plan>, TemplateError> {
-    let (on, name) = match (
-        event.kind,
-        event.ref_kind,
-        event.ref_name.as_deref(),
-        event.deleted,
-    ) {
+    let (on, name) = match (event.kind, event.ref_kind, event.ref_name.as_deref(), event.deleted) {
         (EventKind::Push, Some(RefKind::Branch), Some(name), false) => (TriggerOn::Branch, name),
         (EventKind::Tag, Some(RefKind::Tag), Some(name), false) => (TriggerOn::Tag, name),
         _ => return Ok(Vec::new()),
@@ -116,10 +113,7 @@ pub fn plan(config: &Config, event: &GitEvent) -> Result<Vec<Plan>, TemplateErro
         if !app.source_repo.eq_ignore_ascii_case(&event.repo) {
             continue;
         }
-        let (Some(pipeline), Some(registry)) = (
-            config.pipeline(&app.pipeline),
-            config.registry(&app.registry),
-        ) else {
+        let (Some(pipeline), Some(registry)) = (config.pipeline(&app.pipeline), config.registry(&app.registry)) else {
             continue;
         };
         for trigger in &pipeline.triggers {
@@ -152,7 +146,14 @@ pub fn plan(config: &Config, event: &GitEvent) -> Result<Vec<Plan>, TemplateErro
                 repository: app.repository.clone(),
                 tag: artifact_tag,
             };
-            let trigger_name = format!("{} {}", match on { TriggerOn::Branch => "branch", TriggerOn::Tag => "tag" }, trigger.pattern);
+            let trigger_name = format!(
+                "{} {}",
+                match on {
+                    TriggerOn::Branch => "branch",
+                    TriggerOn::Tag => "tag",
+                },
+                trigger.pattern
+            );
             let wait_ms = parse_duration(&trigger.artifact_wait).map(|d| d.as_millis() as u64).unwrap_or(600_000);
             plans.push(build_plan(app, env, pipeline, trigger_name, artifact, wait_ms, version, event, &vars)?);
         }
@@ -162,7 +163,9 @@ pub fn plan(config: &Config, event: &GitEvent) -> Result<Vec<Plan>, TemplateErro
 
 /// The plan for promoting what `previous` promoted into `env`, next in the environment graph.
 pub fn follow_up(config: &Config, previous: &Plan, env: &EnvironmentSpec) -> Result<Option<Plan>, TemplateError> {
-    let (Some(app), Some(pipeline)) = (config.app(&previous.app), config.app(&previous.app).and_then(|a| config.pipeline(&a.pipeline))) else {
+    let (Some(app), Some(pipeline)) =
+        (config.app(&previous.app), config.app(&previous.app).and_then(|a| config.pipeline(&a.pipeline)))
+    else {
         return Ok(None);
     };
     let event = &previous.event;
@@ -180,7 +183,18 @@ pub fn follow_up(config: &Config, previous: &Plan, env: &EnvironmentSpec) -> Res
         .set("tag", tag)
         .set("ref", event.ref_name.as_deref());
     let trigger = format!("after {}", previous.environment);
-    build_plan(app, env, pipeline, trigger, previous.artifact.clone(), previous.artifact_wait_ms, previous.version.clone(), event, &vars).map(Some)
+    build_plan(
+        app,
+        env,
+        pipeline,
+        trigger,
+        previous.artifact.clone(),
+        previous.artifact_wait_ms,
+        previous.version.clone(),
+        event,
+        &vars,
+    )
+    .map(Some)
 }
 
 /// Environments that follow `environment` in the promotion graph and start by themselves.
@@ -252,11 +266,8 @@ fn steps_for(pipeline: &PipelineSpec, environment: &str) -> Vec<PlannedStep> {
             .is_some_and(|s| s.environments.is_empty() || s.environments.iter().any(|e| e == environment))
     };
     let mut steps = ordered_steps(pipeline);
-    let removed: std::collections::HashMap<String, Vec<String>> = steps
-        .iter()
-        .filter(|s| !runs_here(&s.name))
-        .map(|s| (s.name.clone(), s.needs.clone()))
-        .collect();
+    let removed: std::collections::HashMap<String, Vec<String>> =
+        steps.iter().filter(|s| !runs_here(&s.name)).map(|s| (s.name.clone(), s.needs.clone())).collect();
     steps.retain(|s| runs_here(&s.name));
     for step in &mut steps {
         let mut needs = Vec::new();
@@ -288,11 +299,7 @@ fn ordered_steps(pipeline: &PipelineSpec) -> Vec<PlannedStep> {
         }
     };
     match dag::compile(&pipeline.steps) {
-        Ok(graph) => graph
-            .topological_order()
-            .iter()
-            .map(|i| to_planned(*i))
-            .collect(),
+        Ok(graph) => graph.topological_order().iter().map(|i| to_planned(*i)).collect(),
         // A validated config always compiles; keep declaration order otherwise.
         Err(_) => (0..pipeline.steps.len()).map(to_planned).collect(),
     }

@@ -86,9 +86,7 @@ impl YamlPath {
                         return Err(fail(j, "expected `]` after the index"));
                     }
                     let digits: String = chars[digits_start..j].iter().collect();
-                    let index = digits
-                        .parse::<usize>()
-                        .map_err(|_| fail(digits_start, "index is too large"))?;
+                    let index = digits.parse::<usize>().map_err(|_| fail(digits_start, "index is too large"))?;
                     segments.push(Segment::Index(index));
                     i = j + 1;
                 }
@@ -207,9 +205,8 @@ impl fmt::Display for YamlPath {
                     if position > 0 {
                         f.write_str(".")?;
                     }
-                    let needs_quotes = key.is_empty()
-                        || key.contains(['.', '[', ']', '"', '\\'])
-                        || key.starts_with('.');
+                    let needs_quotes =
+                        key.is_empty() || key.contains(['.', '[', ']', '"', '\\']) || key.starts_with('.');
                     if needs_quotes {
                         f.write_str("\"")?;
                         for c in key.chars() {
@@ -448,10 +445,7 @@ impl<'a> Source<'a> {
         let char_bytes = if text.is_ascii() {
             Vec::new()
         } else {
-            text.char_indices()
-                .map(|(byte, _)| byte)
-                .chain(std::iter::once(text.len()))
-                .collect()
+            text.char_indices().map(|(byte, _)| byte).chain(std::iter::once(text.len())).collect()
         };
         let bytes = text.as_bytes();
         let mut line_starts = vec![0];
@@ -461,11 +455,7 @@ impl<'a> Source<'a> {
                 line_starts.push(i + 1);
             }
         }
-        Self {
-            text,
-            char_bytes,
-            line_starts,
-        }
+        Self { text, char_bytes, line_starts }
     }
 
     /// Byte offset of a parser marker (a character index).
@@ -473,10 +463,7 @@ impl<'a> Source<'a> {
         if self.char_bytes.is_empty() {
             char_index.min(self.text.len())
         } else {
-            self.char_bytes
-                .get(char_index)
-                .copied()
-                .unwrap_or(self.text.len())
+            self.char_bytes.get(char_index).copied().unwrap_or(self.text.len())
         }
     }
 
@@ -496,13 +483,7 @@ impl<'a> Source<'a> {
 
     fn span(&self, start: usize, end: usize, style: ScalarStyle) -> Span {
         let (line, column) = self.line_column(start);
-        Span {
-            start,
-            end: end.max(start),
-            line,
-            column,
-            style,
-        }
+        Span { start, end: end.max(start), line, column, style }
     }
 
     /// Skips anchors, tags, blanks, line breaks and comments in front of a node's token.
@@ -532,10 +513,7 @@ impl<'a> Source<'a> {
             return (p + 1).min(self.text.len());
         }
         p += 1;
-        while !matches!(
-            self.at(p),
-            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b',' | b'[' | b']' | b'{' | b'}')
-        ) {
+        while !matches!(self.at(p), None | Some(b' ' | b'\t' | b'\r' | b'\n' | b',' | b'[' | b']' | b'{' | b'}')) {
             p += 1;
         }
         p
@@ -569,9 +547,7 @@ impl<'a> Source<'a> {
         match style {
             // Block scalars never get here: their header is found by `block_indicator`, which
             // needs the parser state.
-            ParserStyle::Plain | ParserStyle::Literal | ParserStyle::Folded => {
-                (p, self.trim_end(p, end))
-            }
+            ParserStyle::Plain | ParserStyle::Literal | ParserStyle::Folded => (p, self.trim_end(p, end)),
             ParserStyle::SingleQuoted => {
                 let mut i = p + 1;
                 while i < bytes.len() {
@@ -609,11 +585,7 @@ impl<'a> Source<'a> {
         while p > 0 && matches!(self.at(p - 1), Some(b' ' | b'\t' | b'\r' | b'\n')) {
             p -= 1;
         }
-        if self.at(content) != Some(b'-') && p > 0 && self.at(p - 1) == Some(b'-') {
-            p - 1
-        } else {
-            content
-        }
+        if self.at(content) != Some(b'-') && p > 0 && self.at(p - 1) == Some(b'-') { p - 1 } else { content }
     }
 
     /// Position of the `|` or `>` header of a block scalar whose content starts at `content`,
@@ -691,11 +663,7 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn new(text: &'a str) -> Self {
-        Self {
-            source: Source::new(text),
-            stack: Vec::new(),
-            index: SpanIndex::default(),
-        }
+        Self { source: Source::new(text), stack: Vec::new(), index: SpanIndex::default() }
     }
 
     fn run(mut self) -> Result<SpanIndex, SpanError> {
@@ -721,9 +689,7 @@ impl<'a> Builder<'a> {
                 Event::Alias(anchor) => {
                     let token_start = start;
                     let token_end = self.source.property_end(token_start);
-                    let span = self
-                        .source
-                        .span(token_start, token_end, ScalarStyle::NotScalar);
+                    let span = self.source.span(token_start, token_end, ScalarStyle::NotScalar);
                     let placement = self.place();
                     self.finish_node(placement, NodeKind::Alias, span, None, 0, Some(anchor))?;
                 }
@@ -738,34 +704,19 @@ impl<'a> Builder<'a> {
     /// Decides the path of the node that starts now and advances the parent's state.
     fn place(&mut self) -> Placement {
         let Some(frame) = self.stack.last_mut() else {
-            return Placement {
-                path: Some(YamlPath::root()),
-                key: None,
-                is_key: false,
-                in_flow: false,
-            };
+            return Placement { path: Some(YamlPath::root()), key: None, is_key: false, in_flow: false };
         };
         let in_flow = frame.in_flow;
         if frame.is_mapping {
             match std::mem::replace(&mut frame.slot, MappingSlot::Key) {
-                MappingSlot::Key => Placement {
-                    path: None,
-                    key: None,
-                    is_key: true,
-                    in_flow,
-                },
+                MappingSlot::Key => Placement { path: None, key: None, is_key: true, in_flow },
                 MappingSlot::Value { key, span } => {
                     frame.count += 1;
                     let path = match (&frame.path, key) {
                         (Some(parent), Some(key)) => Some(parent.clone().with_key(key)),
                         _ => None,
                     };
-                    Placement {
-                        path,
-                        key: Some(span),
-                        is_key: false,
-                        in_flow,
-                    }
+                    Placement { path, key: Some(span), is_key: false, in_flow }
                 }
             }
         } else {
@@ -810,23 +761,13 @@ impl<'a> Builder<'a> {
         let placement = self.place();
         if placement.is_key {
             if let Some(frame) = self.stack.last_mut() {
-                frame.slot = MappingSlot::Value {
-                    key: Some(value.to_owned()),
-                    span,
-                };
+                frame.slot = MappingSlot::Value { key: Some(value.to_owned()), span };
                 frame.last_end = frame.last_end.max(span.end);
             }
             return Ok(());
         }
         self.record_anchor(anchor, placement.path.as_ref());
-        self.finish_node(
-            placement,
-            NodeKind::Scalar,
-            span,
-            Some(value.to_owned()),
-            0,
-            None,
-        )
+        self.finish_node(placement, NodeKind::Scalar, span, Some(value.to_owned()), 0, None)
     }
 
     fn record_anchor(&mut self, anchor: usize, path: Option<&YamlPath>) {
@@ -859,37 +800,19 @@ impl<'a> Builder<'a> {
         self.check_unique(&path, placement.key.unwrap_or(span))?;
         self.index.nodes.insert(
             path,
-            Node {
-                kind,
-                value: span,
-                key: placement.key,
-                scalar,
-                len,
-                in_flow: placement.in_flow,
-                alias_of,
-            },
+            Node { kind, value: span, key: placement.key, scalar, len, in_flow: placement.in_flow, alias_of },
         );
         Ok(())
     }
 
     fn check_unique(&self, path: &YamlPath, at: Span) -> Result<(), SpanError> {
         if self.index.nodes.contains_key(path) {
-            return Err(SpanError::DuplicateKey {
-                path: path.clone(),
-                line: at.line,
-                column: at.column,
-            });
+            return Err(SpanError::DuplicateKey { path: path.clone(), line: at.line, column: at.column });
         }
         Ok(())
     }
 
-    fn open(
-        &mut self,
-        is_mapping: bool,
-        anchor: usize,
-        start: usize,
-        end: usize,
-    ) -> Result<(), SpanError> {
+    fn open(&mut self, is_mapping: bool, anchor: usize, start: usize, end: usize) -> Result<(), SpanError> {
         // A bracketed collection's marker ends just past its `{` or `[` (after any anchor or
         // tag); a block collection's marker ends where its first entry starts.
         let bracket = if is_mapping { b'{' } else { b'[' };
@@ -904,16 +827,10 @@ impl<'a> Builder<'a> {
             self.source.dash_before(end)
         };
         let placement = self.place();
-        let path = if placement.is_key {
-            None
-        } else {
-            placement.path
-        };
+        let path = if placement.is_key { None } else { placement.path };
         if let Some(path) = &path {
-            let at = placement.key.unwrap_or_else(|| {
-                self.source
-                    .span(content_start, content_start, ScalarStyle::NotScalar)
-            });
+            let at =
+                placement.key.unwrap_or_else(|| self.source.span(content_start, content_start, ScalarStyle::NotScalar));
             self.check_unique(path, at)?;
         }
         self.record_anchor(anchor, path.as_ref());
@@ -937,20 +854,9 @@ impl<'a> Builder<'a> {
             return Ok(());
         };
         let content_end = if frame.bracketed { end } else { frame.last_end };
-        let span = self
-            .source
-            .span(frame.start, content_end, ScalarStyle::NotScalar);
-        let kind = if frame.is_mapping {
-            NodeKind::Mapping
-        } else {
-            NodeKind::Sequence
-        };
-        let placement = Placement {
-            path: frame.path,
-            key: frame.key,
-            is_key: frame.is_key,
-            in_flow: frame.in_flow,
-        };
+        let span = self.source.span(frame.start, content_end, ScalarStyle::NotScalar);
+        let kind = if frame.is_mapping { NodeKind::Mapping } else { NodeKind::Sequence };
+        let placement = Placement { path: frame.path, key: frame.key, is_key: frame.is_key, in_flow: frame.in_flow };
         self.finish_node(placement, kind, span, None, frame.count, None)
     }
 }
@@ -976,16 +882,12 @@ mod tests {
 
     /// The source text a node's value span covers.
     fn value_text<'t>(text: &'t str, index: &SpanIndex, dotted: &str) -> &'t str {
-        let span = index
-            .value(&path(dotted))
-            .unwrap_or_else(|| panic!("no value at {dotted}"));
+        let span = index.value(&path(dotted)).unwrap_or_else(|| panic!("no value at {dotted}"));
         &text[span.range()]
     }
 
     fn key_text<'t>(text: &'t str, index: &SpanIndex, dotted: &str) -> &'t str {
-        let span = index
-            .key(&path(dotted))
-            .unwrap_or_else(|| panic!("no key at {dotted}"));
+        let span = index.key(&path(dotted)).unwrap_or_else(|| panic!("no key at {dotted}"));
         &text[span.range()]
     }
 
@@ -1010,17 +912,8 @@ mod tests {
 
     #[test]
     fn path_parses_into_segments() {
-        assert_eq!(
-            path("images[1].newTag"),
-            YamlPath::root()
-                .with_key("images")
-                .with_index(1)
-                .with_key("newTag")
-        );
-        assert_eq!(
-            path("a.\"b.c\""),
-            YamlPath(vec![Segment::Key("a".into()), Segment::Key("b.c".into())])
-        );
+        assert_eq!(path("images[1].newTag"), YamlPath::root().with_key("images").with_index(1).with_key("newTag"));
+        assert_eq!(path("a.\"b.c\""), YamlPath(vec![Segment::Key("a".into()), Segment::Key("b.c".into())]));
         assert!(path("").is_root());
     }
 
@@ -1047,8 +940,7 @@ mod tests {
 
     #[test]
     fn quoted_scalar_spans_cover_quotes_but_not_trailing_comments() {
-        let text =
-            "a: 'quoted'  # trailing\nb: \"dq \\\" x\"   # c\nc: 'it''s'\nd: plain words  # c\n";
+        let text = "a: 'quoted'  # trailing\nb: \"dq \\\" x\"   # c\nc: 'it''s'\nd: plain words  # c\n";
         let index = SpanIndex::parse(text).unwrap();
         assert_eq!(value_text(text, &index, "a"), "'quoted'");
         assert_eq!(value_text(text, &index, "b"), "\"dq \\\" x\"");
@@ -1057,15 +949,9 @@ mod tests {
         assert_eq!(index.scalar(&path("b")), Some("dq \" x"));
         assert_eq!(index.scalar(&path("c")), Some("it's"));
         let a = index.value(&path("a")).unwrap();
-        assert_eq!(
-            (a.line, a.column, a.style),
-            (1, 4, ScalarStyle::SingleQuoted)
-        );
+        assert_eq!((a.line, a.column, a.style), (1, 4, ScalarStyle::SingleQuoted));
         let b = index.value(&path("b")).unwrap();
-        assert_eq!(
-            (b.line, b.column, b.style),
-            (2, 4, ScalarStyle::DoubleQuoted)
-        );
+        assert_eq!((b.line, b.column, b.style), (2, 4, ScalarStyle::DoubleQuoted));
         assert_eq!(index.key(&path("d")).unwrap().line, 4);
     }
 
@@ -1104,16 +990,12 @@ mod tests {
 
     #[test]
     fn anchors_and_aliases() {
-        let text =
-            "base: &img !!str 'v1' # c\ncopy: *img\nres: &res\n  cpu: 1\nother:\n  <<: *res\n";
+        let text = "base: &img !!str 'v1' # c\ncopy: *img\nres: &res\n  cpu: 1\nother:\n  <<: *res\n";
         let index = SpanIndex::parse(text).unwrap();
         assert_eq!(value_text(text, &index, "base"), "'v1'");
         assert_eq!(value_text(text, &index, "copy"), "*img");
         assert_eq!(index.kind(&path("copy")), Some(NodeKind::Alias));
-        assert_eq!(
-            index.value(&path("copy")).unwrap().style,
-            ScalarStyle::NotScalar
-        );
+        assert_eq!(index.value(&path("copy")).unwrap().style, ScalarStyle::NotScalar);
         assert_eq!(index.alias_target(&path("copy")), Some(&path("base")));
         assert_eq!(value_text(text, &index, "res"), "cpu: 1");
         assert_eq!(value_text(text, &index, "res.cpu"), "1");
@@ -1127,10 +1009,7 @@ mod tests {
     fn flow_collections() {
         let text = "h: {x: 1, y: [p, 'q' , \"r\"], z: }\nimages: [{name: app, newTag: 1.0.0}, {name: db}]\ne: {}\n";
         let index = SpanIndex::parse(text).unwrap();
-        assert_eq!(
-            value_text(text, &index, "h"),
-            "{x: 1, y: [p, 'q' , \"r\"], z: }"
-        );
+        assert_eq!(value_text(text, &index, "h"), "{x: 1, y: [p, 'q' , \"r\"], z: }");
         assert_eq!(value_text(text, &index, "h.y"), "[p, 'q' , \"r\"]");
         assert_eq!(value_text(text, &index, "h.y[1]"), "'q'");
         assert_eq!(value_text(text, &index, "h.y[2]"), "\"r\"");
@@ -1167,10 +1046,7 @@ top:
         assert_eq!(index.sequence_len(&path("top.list")), Some(4));
         assert_eq!(value_text(text, &index, "top.list[0]"), "spaced");
         assert_eq!(value_text(text, &index, "top.list[1]"), "k: v\n      l: w");
-        assert_eq!(
-            value_text(text, &index, "top.list"),
-            "-   spaced\n    - k: v\n      l: w\n    -\n    - &a"
-        );
+        assert_eq!(value_text(text, &index, "top.list"), "-   spaced\n    - k: v\n      l: w\n    -\n    - &a");
         for (dotted, before) in [
             ("top.list[2]", "    -"),
             ("top.list[3]", "    - &a"),
@@ -1189,19 +1065,10 @@ top:
     fn block_scalars_start_at_their_indicator() {
         let text = "script: |\n  echo one\n  echo two\n\nfolded: >-\n  a\n  b\nnext: 1\n";
         let index = SpanIndex::parse(text).unwrap();
-        assert_eq!(
-            value_text(text, &index, "script"),
-            "|\n  echo one\n  echo two"
-        );
-        assert_eq!(
-            index.value(&path("script")).unwrap().style,
-            ScalarStyle::Literal
-        );
+        assert_eq!(value_text(text, &index, "script"), "|\n  echo one\n  echo two");
+        assert_eq!(index.value(&path("script")).unwrap().style, ScalarStyle::Literal);
         assert_eq!(value_text(text, &index, "folded"), ">-\n  a\n  b");
-        assert_eq!(
-            index.value(&path("folded")).unwrap().style,
-            ScalarStyle::Folded
-        );
+        assert_eq!(index.value(&path("folded")).unwrap().style, ScalarStyle::Folded);
         assert_eq!(index.scalar(&path("folded")), Some("a b"));
         assert_eq!(value_text(text, &index, "next"), "1");
 
@@ -1209,10 +1076,7 @@ top:
         let index = SpanIndex::parse(text).unwrap();
         assert_eq!(value_text(text, &index, "steps[1]"), "|+ # keep\n\n  body");
         assert_eq!(index.value(&path("steps[1]")).unwrap().line, 3);
-        assert_eq!(
-            value_text(text, &index, "steps"),
-            "- x\n- !!str |+ # keep\n\n  body\n- y"
-        );
+        assert_eq!(value_text(text, &index, "steps"), "- x\n- !!str |+ # keep\n\n  body\n- y");
         let text = "quote: >\n  > not a header\n";
         let index = SpanIndex::parse(text).unwrap();
         assert_eq!(value_text(text, &index, "quote"), ">\n  > not a header");
@@ -1225,10 +1089,7 @@ top:
     fn multi_line_scalars() {
         let text = "plain: first\n  second   \n  third  # c\ndq: \"one\n  two\"\nx: 1\n";
         let index = SpanIndex::parse(text).unwrap();
-        assert_eq!(
-            value_text(text, &index, "plain"),
-            "first\n  second   \n  third"
-        );
+        assert_eq!(value_text(text, &index, "plain"), "first\n  second   \n  third");
         assert_eq!(index.scalar(&path("plain")), Some("first second third"));
         assert_eq!(value_text(text, &index, "dq"), "\"one\n  two\"");
     }
@@ -1279,18 +1140,9 @@ top:
     #[test]
     fn duplicate_keys_are_refused() {
         let error = SpanIndex::parse("a: 1\nb:\n  c: 1\n  c: 2\n").unwrap_err();
-        assert_eq!(
-            error,
-            SpanError::DuplicateKey {
-                path: path("b.c"),
-                line: 4,
-                column: 3
-            }
-        );
+        assert_eq!(error, SpanError::DuplicateKey { path: path("b.c"), line: 4, column: 3 });
         let error = SpanIndex::parse("a: {x: 1}\na: [2]\n").unwrap_err();
-        assert!(
-            matches!(error, SpanError::DuplicateKey { ref path, line: 2, .. } if path.to_string() == "a")
-        );
+        assert!(matches!(error, SpanError::DuplicateKey { ref path, line: 2, .. } if path.to_string() == "a"));
     }
 
     #[test]
@@ -1300,22 +1152,8 @@ top:
             panic!("unexpected {error:?}");
         };
         assert_eq!((*line, *column), (3, 2));
-        assert!(
-            error
-                .to_string()
-                .starts_with("parse yaml at line 3, column 2: ")
-        );
+        assert!(error.to_string().starts_with("parse yaml at line 3, column 2: "));
         let error = SpanIndex::parse("a: b: c\n").unwrap_err();
-        assert!(
-            matches!(
-                error,
-                SpanError::Syntax {
-                    line: 1,
-                    column: 5,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        assert!(matches!(error, SpanError::Syntax { line: 1, column: 5, .. }), "{error:?}");
     }
 }

@@ -6,9 +6,7 @@
 use crate::error::TemplateError;
 
 /// Every placeholder a tag or path template may use.
-pub const PLACEHOLDERS: &[&str] = &[
-    "app", "env", "version", "sha", "sha7", "branch", "tag", "ref",
-];
+pub const PLACEHOLDERS: &[&str] = &["app", "env", "version", "sha", "sha7", "branch", "tag", "ref"];
 
 /// Values for the placeholders; `None` means "not defined for this event".
 #[derive(Debug, Clone, Default)]
@@ -41,9 +39,7 @@ pub fn placeholders(template: &str) -> Result<Vec<&str>, TemplateError> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
-        let close = after.find('}').ok_or_else(|| TemplateError::Unclosed {
-            template: template.to_string(),
-        })?;
+        let close = after.find('}').ok_or_else(|| TemplateError::Unclosed { template: template.to_string() })?;
         names.push(&after[..close]);
         rest = &after[close + 1..];
     }
@@ -67,17 +63,12 @@ pub fn render(template: &str, vars: &Vars) -> Result<String, TemplateError> {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let close = after.find('}').ok_or_else(|| TemplateError::Unclosed {
-            template: template.to_string(),
-        })?;
+        let close = after.find('}').ok_or_else(|| TemplateError::Unclosed { template: template.to_string() })?;
         let name = &after[..close];
         match vars.get(name) {
             Some(Some(value)) => out.push_str(value),
             Some(None) => {
-                return Err(TemplateError::MissingValue {
-                    template: template.to_string(),
-                    name: name.to_string(),
-                });
+                return Err(TemplateError::MissingValue { template: template.to_string(), name: name.to_string() });
             }
             None => return Err(unknown(template, name)),
         }
@@ -101,9 +92,7 @@ mod tests {
 
     #[test]
     fn renders_known_placeholders() {
-        let vars = Vars::new()
-            .set("env", Some("dev"))
-            .set("version", Some("v1.2.3"));
+        let vars = Vars::new().set("env", Some("dev")).set("version", Some("v1.2.3"));
         assert_eq!(render("{env}-{version}", &vars).unwrap(), "dev-v1.2.3");
         assert_eq!(render("plain", &vars).unwrap(), "plain");
     }
@@ -111,18 +100,9 @@ mod tests {
     #[test]
     fn reports_unknown_missing_and_unclosed() {
         let vars = Vars::new().set("tag", None);
-        assert!(matches!(
-            render("{nope}", &vars),
-            Err(TemplateError::UnknownPlaceholder { .. })
-        ));
-        assert!(matches!(
-            render("{tag}", &vars),
-            Err(TemplateError::MissingValue { .. })
-        ));
-        assert!(matches!(
-            render("a-{tag", &vars),
-            Err(TemplateError::Unclosed { .. })
-        ));
+        assert!(matches!(render("{nope}", &vars), Err(TemplateError::UnknownPlaceholder { .. })));
+        assert!(matches!(render("{tag}", &vars), Err(TemplateError::MissingValue { .. })));
+        assert!(matches!(render("a-{tag", &vars), Err(TemplateError::Unclosed { .. })));
         assert!(check("{env}-{version}").is_ok());
         assert!(check("{env}-{versoin}").is_err());
     }

@@ -255,6 +255,11 @@ impl GitError {
 }
 
 fn is_transient_transport(url: &str, error: &git2::Error) -> bool {
+    // A lock held by another writer, or abandoned by a crashed one (swept once it is old):
+    // the same operation succeeds later.
+    if error.message().contains("failed to lock file") {
+        return true;
+    }
     match error.code() {
         ErrorCode::Locked | ErrorCode::NotFastForward | ErrorCode::Timeout => return true,
         ErrorCode::Auth | ErrorCode::Certificate | ErrorCode::InvalidSpec => return false,

@@ -135,6 +135,78 @@ impl LandOutcome {
     }
 }
 
+/// Copies `commit` and whatever it needs that `target` lacks from `repo`: commits back to the
+/// first one `target` has, and in each only the trees and blobs that differ from its first
+/// parent's (an unchanged directory is skipped by id, without being read).
+fn copy_missing(
+    repo: &Repository,
+    source: &git2::Odb<'_>,
+    target: &git2::Odb<'_>,
+    commit: Oid,
+) -> Result<(), git2::Error> {
+    let mut pending = vec![commit];
+    let mut commits = Vec::new();
+    while let Some(id) = pending.pop() {
+        if target.exists(id) || commits.contains(&id) {
+            continue;
+        }
+        let found = repo.find_commit(id)?;
+        pending.extend(found.parent_ids());
+        commits.push(id);
+    }
+    // Parents first, so that the target never holds a commit whose history is missing.
+    for id in commits.into_iter().rev() {
+        let found = repo.find_commit(id)?;
+        let parent_tree = match found.parent_ids().next() {
+            Some(parent) => Some(repo.find_commit(parent)?.tree()?),
+            None => None,
+        };
+        copy_tree(repo, source, target, &found.tree()?, parent_tree.as_ref())?;
+        copy_object(source, target, id)?;
+    }
+    Ok(())
+}
+
+fn copy_tree(
+    repo: &Repository,
+    source: &git2::Odb<'_>,
+    target: &git2::Odb<'_>,
+    tree: &git2::Tree<'_>,
+    old: Option<&git2::Tree<'_>>,
+) -> Result<(), git2::Error> {
+    if old.is_some_and(|old| old.id() == tree.id()) || target.exists(tree.id()) {
+        return Ok(());
+    }
+    for entry in tree.iter() {
+        let previous = old.and_then(|old| old.get_name_bytes(entry.name_bytes()));
+        if previous.as_ref().is_some_and(|previous| previous.id() == entry.id()) {
+            continue;
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let previous_tree = match &previous {
+                    Some(previous) if previous.kind() == Some(ObjectType::Tree) => Some(repo.find_tree(previous.id())?),
+                    _ => None,
+                };
+                copy_tree(repo, source, target, &repo.find_tree(entry.id())?, previous_tree.as_ref())?;
+            }
+            Some(ObjectType::Blob) => copy_object(source, target, entry.id())?,
+            // Submodule commits live in another repository.
+            _ => {}
+        }
+    }
+    copy_object(source, target, tree.id())
+}
+
+fn copy_object(source: &git2::Odb<'_>, target: &git2::Odb<'_>, id: Oid) -> Result<(), git2::Error> {
+    if target.exists(id) {
+        return Ok(());
+    }
+    let object = source.read(id)?;
+    target.write(object.kind(), object.data())?;
+    Ok(())
+}
+
 /// Whether a push failed because the branch moved under it (another writer won the race).
 fn is_lost_race(error: &GitError) -> bool {
     match error {
@@ -648,6 +720,7 @@ impl EnvRepo {
     }
 
     fn fetch_refspecs(&self, repo: &Repository, refspecs: &[String]) -> Result<(), GitError> {
+        remove_stale_locks(repo.path());
         let fetch_error = |source| GitError::Fetch { url: self.url().to_owned(), refspecs: refspecs.join(" "), source };
         if let Some(path) = self.remote.local_path() {
             // libgit2 reports a missing plain path as an "unsupported URL protocol".
@@ -678,6 +751,9 @@ impl EnvRepo {
     /// Pushes `refs/gantry-local/<branch>` (already pointing at `commit`) to the remote branch,
     /// then records the new remote position so [`EnvRepo::branch_head`] agrees without a fetch.
     fn push_local_ref(&self, repo: &Repository, branch: &str, commit: Oid, force: bool) -> Result<(), GitError> {
+        if let Some(remote_path) = self.local_remote_path() {
+            return self.push_to_local(repo, &remote_path, branch, commit, force);
+        }
         let push_error = |source| GitError::Push { url: self.url().to_owned(), branch: branch.to_owned(), source };
         let refspec = format!("{}{LOCAL_PREFIX}{branch}:refs/heads/{branch}", if force { "+" } else { "" });
         let mut remote = repo.remote_anonymous(self.url()).map_err(push_error)?;
@@ -708,6 +784,52 @@ impl EnvRepo {
             });
         }
         self.set_ref(repo, &tracking_ref(branch), commit, "gantry: pushed")
+    }
+
+    /// Pushes to a repository on this machine by writing exactly the objects it lacks into
+    /// its object database and moving the branch under git's ref lock. libgit2's own local
+    /// push packs the new commit against everything the remote has, which reads every tree
+    /// of the repository (thousands of app directories); this costs O(change). A branch
+    /// that moved since the last fetch is refused like a non-fast-forward, unless `force`.
+    fn push_to_local(
+        &self,
+        repo: &Repository,
+        remote_path: &Path,
+        branch: &str,
+        commit: Oid,
+        force: bool,
+    ) -> Result<(), GitError> {
+        let push_error = |source| GitError::Push { url: self.url().to_owned(), branch: branch.to_owned(), source };
+        if !remote_path.exists() {
+            return Err(push_error(git2::Error::new(
+                ErrorCode::NotFound,
+                ErrorClass::Os,
+                format!("no repository at {}", remote_path.display()),
+            )));
+        }
+        let remote = Repository::open(remote_path).map_err(push_error)?;
+        let source = repo.odb().map_err(|source| self.repository_error("open the object database", source))?;
+        let target = remote.odb().map_err(push_error)?;
+        copy_missing(repo, &source, &target, commit).map_err(push_error)?;
+        let name = format!("refs/heads/{branch}");
+        remove_stale_lock(&remote.path().join(format!("{name}.lock")));
+        let expected = self.tracking_head(repo, branch)?;
+        let updated = match (force, expected) {
+            (true, _) => remote.reference(&name, commit, true, "gantry: push"),
+            (false, Some(expected)) => remote.reference_matching(&name, commit, true, expected, "gantry: push"),
+            (false, None) => remote.reference(&name, commit, false, "gantry: push"),
+        };
+        match updated {
+            Ok(_) => self.set_ref(repo, &tracking_ref(branch), commit, "gantry: pushed"),
+            Err(error) if matches!(error.code(), ErrorCode::Modified | ErrorCode::Exists | ErrorCode::Locked) => {
+                Err(GitError::PushRejected {
+                    url: self.url().to_owned(),
+                    branch: branch.to_owned(),
+                    reason: "non-fast-forward: the branch moved since it was fetched (fetch first)".to_owned(),
+                })
+            }
+            Err(source) => Err(push_error(source)),
+        }
     }
 
     fn tracking_head(&self, repo: &Repository, branch: &str) -> Result<Option<Oid>, GitError> {
@@ -890,5 +1012,36 @@ mod tests {
             serde_json::to_value(&updated).unwrap(),
             serde_json::json!({"outcome": "updated", "commit": "b", "previous": "a"})
         );
+    }
+}
+
+/// A ref lock left behind by a process that died while holding it (git's `*.lock` files are
+/// never cleaned up by anyone else) would refuse every later push of the branch. A live writer
+/// holds a ref lock for milliseconds, so a lock older than this is taken to be abandoned.
+const STALE_LOCK_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn remove_stale_lock(lock: &Path) {
+    let age = std::fs::metadata(lock).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    if age.is_some_and(|age| age > STALE_LOCK_AGE) && std::fs::remove_file(lock).is_ok() {
+        tracing::warn!(lock = %lock.display(), "removed a ref lock abandoned by a crashed writer");
+    }
+}
+
+/// Sweeps ref locks that a crashed process left in a mirror (see [`STALE_LOCK_AGE`]).
+fn remove_stale_locks(git_dir: &Path) {
+    for name in ["packed-refs.lock", "HEAD.lock", "FETCH_HEAD.lock", "shallow.lock"] {
+        remove_stale_lock(&git_dir.join(name));
+    }
+    let mut pending = vec![git_dir.join("refs")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock") {
+                remove_stale_lock(&path);
+            }
+        }
     }
 }

@@ -85,10 +85,7 @@ impl Step for Approval {
         Ok(StepOutcome::Waiting {
             retry_in,
             wake_on: Some(wake_key(&ctx.run_id, &ctx.step)),
-            reason: format!(
-                "approval of {} {} into {}",
-                ctx.plan.app, ctx.plan.version, ctx.plan.environment
-            ),
+            reason: format!("approval of {} {} into {}", ctx.plan.app, ctx.plan.version, ctx.plan.environment),
             progress: Some(json!({ "approvers": settings.approvers })),
         })
     }

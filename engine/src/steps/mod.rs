@@ -9,17 +9,17 @@ mod approval;
 mod attest;
 mod gate;
 mod noop;
-mod soak;
 mod open_pr;
 mod resolve_artifact;
 mod retag;
 mod scan;
 mod sign;
+mod soak;
 mod update_config;
-mod wait_for_merge;
 mod verify_argocd;
 mod verify_attestation;
 mod verify_signature;
+mod wait_for_merge;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,17 +35,17 @@ pub use approval::{Approval, wake_key as approval_wake_key};
 pub use attest::Attest;
 pub use gate::Gate;
 pub use noop::Noop;
-pub use soak::Soak;
 pub use open_pr::OpenPr;
 pub use resolve_artifact::ResolveArtifact;
 pub use retag::Retag;
 pub use scan::Scan;
 pub use sign::Sign;
+pub use soak::Soak;
 pub use update_config::UpdateConfig;
-pub use wait_for_merge::{WaitForMerge, wake_key as merge_wake_key};
 pub use verify_argocd::VerifyArgocd;
 pub use verify_attestation::VerifyAttestation;
 pub use verify_signature::VerifySignature;
+pub use wait_for_merge::{WaitForMerge, wake_key as merge_wake_key};
 
 /// What a step attempt achieved.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,17 +92,12 @@ pub enum StepError {
 impl StepError {
     /// A transient error.
     pub fn transient(message: impl std::fmt::Display) -> Self {
-        Self::Transient {
-            message: message.to_string(),
-            retry_after: None,
-        }
+        Self::Transient { message: message.to_string(), retry_after: None }
     }
 
     /// A terminal error.
     pub fn terminal(message: impl std::fmt::Display) -> Self {
-        Self::Terminal {
-            message: message.to_string(),
-        }
+        Self::Terminal { message: message.to_string() }
     }
 }
 
@@ -173,12 +168,7 @@ pub fn no_settings(config: &serde_json::Value) -> Vec<(String, String)> {
         serde_json::Value::Object(map) if map.is_empty() => Vec::new(),
         serde_json::Value::Object(map) => map
             .keys()
-            .map(|key| {
-                (
-                    key.clone(),
-                    format!("unknown setting `{key}` (this step kind takes none)"),
-                )
-            })
+            .map(|key| (key.clone(), format!("unknown setting `{key}` (this step kind takes none)")))
             .collect(),
         _ => vec![(String::new(), "`with` must be a mapping".into())],
     }
@@ -210,9 +200,7 @@ impl StepRegistry {
             Arc::new(Attest),
             Arc::new(VerifyAttestation),
         ];
-        Self {
-            kinds: steps.into_iter().map(|s| (s.kind(), s)).collect(),
-        }
+        Self { kinds: steps.into_iter().map(|s| (s.kind(), s)).collect() }
     }
 
     /// The step kind named `kind`.
@@ -222,10 +210,7 @@ impl StepRegistry {
 
     /// All kinds with their summaries.
     pub fn describe(&self) -> Vec<(&'static str, &'static str)> {
-        self.kinds
-            .values()
-            .map(|s| (s.kind(), s.summary()))
-            .collect()
+        self.kinds.values().map(|s| (s.kind(), s.summary())).collect()
     }
 }
 
@@ -235,10 +220,7 @@ impl StepCatalog for StepRegistry {
     }
 
     fn check(&self, kind: &str, with: &serde_json::Value) -> Vec<(String, String)> {
-        self.kinds
-            .get(kind)
-            .map(|s| s.check_config(with))
-            .unwrap_or_default()
+        self.kinds.get(kind).map(|s| s.check_config(with)).unwrap_or_default()
     }
 }
 
@@ -254,11 +236,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// Classifies an adapter error by whether retrying can help.
 pub(crate) fn classify(transient: bool, error: impl std::fmt::Display) -> StepError {
     // Keep the whole cause chain: "push branch x: connection refused" tells more than "push branch x".
-    if transient {
-        StepError::transient(error)
-    } else {
-        StepError::terminal(error)
-    }
+    if transient { StepError::transient(error) } else { StepError::terminal(error) }
 }
 
 /// Formats an error with its sources, `a: b: c`.

@@ -36,13 +36,7 @@ impl Step for OpenPr {
                     ctx.step
                 ))
             })?;
-        let text = |key: &str| {
-            change
-                .get(key)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+        let text = |key: &str| change.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let branch = text("branch");
         if change.get("changed") == Some(&json!(false)) {
             return Ok(StepOutcome::Succeeded {
@@ -50,20 +44,13 @@ impl Step for OpenPr {
                 pin_digest: None,
             });
         }
-        let (commit, repo_url, base, diff) = (
-            text("commit"),
-            ctx.plan.target.repo_url.clone(),
-            text("base"),
-            text("diff"),
-        );
+        let (commit, repo_url, base, diff) =
+            (text("commit"), ctx.plan.target.repo_url.clone(), text("base"), text("diff"));
         let capabilities = ctx.capabilities.clone();
         let (push_branch, push_commit) = (branch.clone(), commit.clone());
         let pushed = blocking(move || {
-            let repo = capabilities
-                .env_repo(&repo_url)
-                .map_err(|e| classify(e.is_transient(), chain(&e)))?;
-            repo.push_branch(&push_commit, &push_branch)
-                .map_err(|e| classify(e.is_transient(), chain(&e)))
+            let repo = capabilities.env_repo(&repo_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
+            repo.push_branch(&push_commit, &push_branch).map_err(|e| classify(e.is_transient(), chain(&e)))
         })
         .await?;
         ctx.failpoint("after-side-effect");
@@ -87,11 +74,8 @@ impl Step for OpenPr {
             "run_url": ctx.capabilities.run_url(&ctx.run_id),
         });
         let templates = ctx.capabilities.templates();
-        let render = |name: &str| {
-            templates
-                .render(name, &data)
-                .map_err(|e| StepError::terminal(format!("render {name}: {e}")))
-        };
+        let render =
+            |name: &str| templates.render(name, &data).map_err(|e| StepError::terminal(format!("render {name}: {e}")));
         let draft = ChangeRequestDraft {
             repo: ctx.capabilities.repo_url(&plan.target.repo_url),
             branch: branch.clone(),
@@ -103,10 +87,10 @@ impl Step for OpenPr {
             review: Default::default(),
         };
         let forge = ctx.capabilities.forge();
-        let (request, opened) = forge
-            .open_change_request(&draft)
-            .await
-            .map_err(|e| StepError::transient(chain(&e)))?;
+        let (request, opened) = forge.open_change_request(&draft).await.map_err(|e| match e.is_transient() {
+            true => StepError::Transient { message: chain(&e), retry_after: e.retry_after() },
+            false => StepError::terminal(chain(&e)),
+        })?;
         Ok(StepOutcome::Succeeded {
             outputs: json!({
                 "forge": forge.name(),

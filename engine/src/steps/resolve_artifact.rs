@@ -32,10 +32,8 @@ impl Step for ResolveArtifact {
 
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let artifact = &ctx.plan.artifact;
-        let registry = ctx
-            .capabilities
-            .registry(&artifact.registry_url)
-            .map_err(|e| classify(e.is_transient(), chain(&e)))?;
+        let registry =
+            ctx.capabilities.registry(&artifact.registry_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
         let reference = registry.reference(&artifact.repository, &artifact.tag);
         if let Some(digest) = &ctx.digest {
             // Pinned by an earlier attempt: never re-resolve, the tag may have moved since.
@@ -57,9 +55,7 @@ impl Step for ResolveArtifact {
                 ctx.plan.event.short_sha().unwrap_or("this commit"),
             )));
         }
-        let backoff = FIRST_POLL
-            .saturating_mul(1 << ctx.attempt.saturating_sub(1).min(8))
-            .min(MAX_POLL);
+        let backoff = FIRST_POLL.saturating_mul(1 << ctx.attempt.saturating_sub(1).min(8)).min(MAX_POLL);
         Ok(StepOutcome::Waiting {
             retry_in: backoff.min(limit - waited),
             wake_on: None,

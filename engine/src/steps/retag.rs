@@ -27,10 +27,8 @@ impl Step for Retag {
         let digest = ctx.require_digest()?;
         let artifact = &ctx.plan.artifact;
         let tag = &ctx.plan.target.tag;
-        let registry = ctx
-            .capabilities
-            .registry(&artifact.registry_url)
-            .map_err(|e| classify(e.is_transient(), chain(&e)))?;
+        let registry =
+            ctx.capabilities.registry(&artifact.registry_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
         ctx.failpoint("before-side-effect");
         let outcome = registry
             .tag(&artifact.repository, &digest, tag)

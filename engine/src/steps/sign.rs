@@ -5,7 +5,7 @@
 //!
 //! | setting | meaning |
 //! |---|---|
-//! | `key` | PEM file of the private key (cosign's encrypted key or a PKCS#8 EC key); a relative path resolves against gantry's data directory |
+//! | `key` | PEM file of the private key (cosign's encrypted key or a PKCS#8 EC key); a relative path resolves against the config directory |
 //! | `key_env` | environment variable holding the PEM text instead |
 //! | `password_env` | environment variable holding the password of an encrypted key (default `COSIGN_PASSWORD`) |
 //! | `annotations` | claims written into the payload's `optional` section, like `cosign sign -a` |
@@ -116,9 +116,11 @@ pub(super) fn check_one_key(key: Option<&str>, key_env: Option<&str>) -> Vec<(St
     }
 }
 
-/// A path from step settings: absolute, or relative to gantry's data directory.
+/// A path from step settings: absolute, or relative to the config directory (where the
+/// pipeline files that name it live).
 pub(super) fn settings_path(ctx: &StepContext, path: &str) -> PathBuf {
-    PathBuf::from(ctx.capabilities.repo_url(path))
+    let path = std::path::Path::new(path);
+    if path.is_absolute() { path.to_path_buf() } else { ctx.capabilities.config_dir().join(path) }
 }
 
 /// Loads the signing key named by the settings.

@@ -47,7 +47,10 @@ impl Step for Soak {
         let until = ctx.started_at + duration.as_millis() as i64;
         let now = now_millis();
         if now >= until {
-            return Ok(StepOutcome::Succeeded { outputs: json!({ "soaked": settings.duration, "until": until }), pin_digest: None });
+            return Ok(StepOutcome::Succeeded {
+                outputs: json!({ "soaked": settings.duration, "until": until }),
+                pin_digest: None,
+            });
         }
         Ok(StepOutcome::Waiting {
             retry_in: Duration::from_millis((until - now) as u64),

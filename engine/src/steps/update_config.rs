@@ -10,9 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{
-    Step, StepContext, StepError, StepOutcome, blocking, chain, classify, promotion_branch,
-};
+use super::{Step, StepContext, StepError, StepOutcome, blocking, chain, classify, promotion_branch};
 use crate::edit;
 use gantry_workflows::spans::YamlPath;
 
@@ -34,8 +32,7 @@ impl Step for UpdateConfig {
         let plan = &ctx.plan;
         let target = plan.target.clone();
         let branch = promotion_branch(&target.environment, &plan.app, &digest);
-        let time =
-            DateTime::<Utc>::from_timestamp_millis(ctx.run_created_at).unwrap_or_else(Utc::now);
+        let time = DateTime::<Utc>::from_timestamp_millis(ctx.run_created_at).unwrap_or_else(Utc::now);
         let message = ctx
             .capabilities
             .templates()
@@ -56,18 +53,11 @@ impl Step for UpdateConfig {
         let capabilities = ctx.capabilities.clone();
         let after_commit = format!("after-side-effect:{}", ctx.step);
         blocking(move || {
-            let repo = capabilities
-                .env_repo(&target.repo_url)
-                .map_err(|e| classify(e.is_transient(), chain(&e)))?;
-            let base_commit = repo
-                .branch_head(&target.branch)
-                .map_err(|e| classify(e.is_transient(), chain(&e)))?
-                .ok_or_else(|| {
-                    StepError::terminal(format!(
-                        "branch {} does not exist in {}",
-                        target.branch, target.repo_url
-                    ))
-                })?;
+            let repo = capabilities.env_repo(&target.repo_url).map_err(|e| classify(e.is_transient(), chain(&e)))?;
+            let base_commit =
+                repo.branch_head(&target.branch).map_err(|e| classify(e.is_transient(), chain(&e)))?.ok_or_else(
+                    || StepError::terminal(format!("branch {} does not exist in {}", target.branch, target.repo_url)),
+                )?;
             let content = repo
                 .read_file(&base_commit, &target.path)
                 .map_err(|e| classify(e.is_transient(), chain(&e)))?
@@ -81,13 +71,11 @@ impl Step for UpdateConfig {
                 .map_err(|_| StepError::terminal(format!("{} is not UTF-8 text", target.path)))?;
             let edited = match &target.yaml_path {
                 Some(path) => {
-                    let path = YamlPath::parse(path)
-                        .map_err(|e| StepError::terminal(format!("yaml_path {path}: {e}")))?;
+                    let path =
+                        YamlPath::parse(path).map_err(|e| StepError::terminal(format!("yaml_path {path}: {e}")))?;
                     edit::set_scalar(&text, &path, &target.tag)
                 }
-                None => {
-                    edit::set_kustomize_image(&text, &target.image_name, Some(&target.tag), None)
-                }
+                None => edit::set_kustomize_image(&text, &target.image_name, Some(&target.tag), None),
             }
             .map_err(|e| StepError::terminal(format!("edit {}: {e}", target.path)))?;
             let mut outputs = json!({
@@ -99,10 +87,7 @@ impl Step for UpdateConfig {
             });
             if edited == text {
                 outputs["changed"] = json!(false);
-                return Ok(StepOutcome::Succeeded {
-                    outputs,
-                    pin_digest: None,
-                });
+                return Ok(StepOutcome::Succeeded { outputs, pin_digest: None });
             }
             let commit = repo
                 .commit_files(
@@ -115,16 +100,11 @@ impl Step for UpdateConfig {
                 )
                 .map_err(|e| classify(e.is_transient(), chain(&e)))?;
             crate::failpoint::hit(&after_commit);
-            let diff = repo
-                .diff(&base_commit, &commit)
-                .map_err(|e| classify(e.is_transient(), chain(&e)))?;
+            let diff = repo.diff(&base_commit, &commit).map_err(|e| classify(e.is_transient(), chain(&e)))?;
             outputs["changed"] = json!(true);
             outputs["commit"] = json!(commit);
             outputs["diff"] = json!(diff);
-            Ok(StepOutcome::Succeeded {
-                outputs,
-                pin_digest: None,
-            })
+            Ok(StepOutcome::Succeeded { outputs, pin_digest: None })
         })
         .await
     }

@@ -6,7 +6,7 @@
 //!
 //! | setting | meaning |
 //! |---|---|
-//! | `keys` | public key PEM files; relative paths resolve against gantry's data directory |
+//! | `keys` | public key PEM files; relative paths resolve against the config directory |
 //! | `key_env` | environment variable holding one more public key PEM |
 //! | `predicate_type` | the required predicate type (default SLSA provenance v1, `https://slsa.dev/provenance/v1`) |
 

@@ -6,7 +6,7 @@
 //!
 //! | setting | meaning |
 //! |---|---|
-//! | `keys` | public key PEM files (`cosign.pub`); a signature by any of them passes; relative paths resolve against gantry's data directory |
+//! | `keys` | public key PEM files (`cosign.pub`); a signature by any of them passes; relative paths resolve against the config directory |
 //! | `key_env` | environment variable holding one more public key PEM |
 //! | `keyless.trust_root` | a Sigstore `trusted_root.json` for keyless signatures |
 //! | `keyless.identity` | the certificate identity (SAN) that must have signed |
@@ -34,7 +34,7 @@ struct VerifySignatureSettings {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct KeylessSettings {
+struct KeylessSettings {
     trust_root: String,
     identity: String,
     issuer: String,

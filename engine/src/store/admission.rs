@@ -79,14 +79,19 @@ mod tests {
 
     #[test]
     fn newest_queued_artifact_supersedes_older_ones() {
-        let d = decide_admission(vec![run("a", "dev", true, false), run("b", "dev", true, false), run("c", "dev", true, false)], &HashSet::new(), &[]);
+        let d = decide_admission(
+            vec![run("a", "dev", true, false), run("b", "dev", true, false), run("c", "dev", true, false)],
+            &HashSet::new(),
+            &[],
+        );
         assert_eq!(d.admitted, ["c"]);
         assert_eq!(d.superseded, [("a".to_string(), "c".to_string()), ("b".to_string(), "c".to_string())]);
     }
 
     #[test]
     fn queue_policy_admits_oldest_and_keeps_the_rest() {
-        let d = decide_admission(vec![run("a", "dev", false, false), run("b", "dev", false, false)], &HashSet::new(), &[]);
+        let d =
+            decide_admission(vec![run("a", "dev", false, false), run("b", "dev", false, false)], &HashSet::new(), &[]);
         assert_eq!(d.admitted, ["a"]);
         assert!(d.superseded.is_empty());
     }
@@ -94,7 +99,11 @@ mod tests {
     #[test]
     fn busy_environments_admit_nothing_but_still_supersede() {
         let busy: HashSet<_> = [("app".to_string(), "dev".to_string())].into();
-        let d = decide_admission(vec![run("a", "dev", true, false), run("b", "dev", true, false), run("c", "prod", true, false)], &busy, &[]);
+        let d = decide_admission(
+            vec![run("a", "dev", true, false), run("b", "dev", true, false), run("c", "prod", true, false)],
+            &busy,
+            &[],
+        );
         assert_eq!(d.admitted, ["c"]);
         assert_eq!(d.superseded, [("a".to_string(), "b".to_string())]);
     }
@@ -104,7 +113,11 @@ mod tests {
         let holds = [("prod".to_string(), String::new())];
         let d = decide_admission(vec![run("a", "prod", true, false)], &HashSet::new(), &holds);
         assert!(d.admitted.is_empty());
-        let d = decide_admission(vec![run("r", "prod", true, true), run("a", "prod", true, false)], &HashSet::new(), &holds);
+        let d = decide_admission(
+            vec![run("r", "prod", true, true), run("a", "prod", true, false)],
+            &HashSet::new(),
+            &holds,
+        );
         assert_eq!(d.admitted, ["r"]);
         let app_hold = [("prod".to_string(), "other".to_string())];
         let d = decide_admission(vec![run("a", "prod", true, false)], &HashSet::new(), &app_hold);

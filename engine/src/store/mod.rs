@@ -267,7 +267,14 @@ pub trait Store: Send + Sync {
     /// Skips a step that has not succeeded, recording why; the steps after it proceed.
     async fn skip_step(&self, run_id: &str, step: &str, reason: &str, now: Millis) -> Result<(), StoreError>;
     /// Records an approval of a step and wakes it.
-    async fn approve_step(&self, run_id: &str, step: &str, approver: &str, comment: Option<&str>, now: Millis) -> Result<(), StoreError>;
+    async fn approve_step(
+        &self,
+        run_id: &str,
+        step: &str,
+        approver: &str,
+        comment: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError>;
     /// Holds an environment (or one app in it): nothing new is admitted until released.
     async fn hold(&self, hold: &Hold) -> Result<(), StoreError>;
     /// Releases a hold; false when there was none.
@@ -285,13 +292,7 @@ pub trait Store: Send + Sync {
         lease_until: Millis,
     ) -> Result<Option<ClaimedStep>, StoreError>;
     /// Records how a claimed step attempt ended and moves the run along.
-    async fn finish_step(
-        &self,
-        run_id: &str,
-        step: &str,
-        record: StepRecord,
-        now: Millis,
-    ) -> Result<(), StoreError>;
+    async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError>;
     /// The earliest `not_before` of any claimable step, to sleep until.
     async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError>;
 
@@ -304,10 +305,7 @@ pub trait Store: Send + Sync {
     async fn runs_for(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError>;
 
     /// Records a change request once per (forge, repo, branch); returns it and whether it is new.
-    async fn upsert_change_request(
-        &self,
-        request: NewChangeRequest<'_>,
-    ) -> Result<(ChangeRequest, bool), StoreError>;
+    async fn upsert_change_request(&self, request: NewChangeRequest<'_>) -> Result<(ChangeRequest, bool), StoreError>;
     /// Change requests opened by a run.
     async fn change_requests(&self, run_id: &str) -> Result<Vec<ChangeRequest>, StoreError>;
     /// The change request recorded for (forge, repo, branch), if any.
@@ -319,12 +317,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<ChangeRequest>, StoreError>;
     /// Moves a change request to `state` (`open`, `merged`, `closed`), and to `head_commit`
     /// when given (the commit that landed on the base branch, for a merge).
-    async fn set_change_request_state(
-        &self,
-        id: i64,
-        state: &str,
-        head_commit: Option<&str>,
-    ) -> Result<(), StoreError>;
+    async fn set_change_request_state(&self, id: i64, state: &str, head_commit: Option<&str>)
+    -> Result<(), StoreError>;
     /// For every (app, environment), the newest run that succeeded: what gantry last promoted
     /// there. Sorted by app, then environment.
     async fn last_succeeded_runs(&self) -> Result<Vec<Run>, StoreError>;

@@ -17,14 +17,12 @@ use sqlx::{Row, SqlitePool};
 
 use super::admission::{QueuedRun, decide_admission};
 use super::{
-    Admission, ClaimedStep, DeliveryStatus, Hold, Inserted, NewChangeRequest, NewDelivery, NewRun,
-    RunOrigin, StepRecord, Store,
+    Admission, ClaimedStep, DeliveryStatus, Hold, Inserted, NewChangeRequest, NewDelivery, NewRun, RunOrigin,
+    StepRecord, Store,
 };
-use gantry_workflows::condition::{Condition, Outcome};
 use crate::error::StoreError;
-use crate::model::{
-    ChangeRequest, Delivery, Millis, Run, RunState, StepRun, StepState, now_millis,
-};
+use crate::model::{ChangeRequest, Delivery, Millis, Run, RunState, StepRun, StepState, now_millis};
+use gantry_workflows::condition::{Condition, Outcome};
 
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -38,10 +36,7 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let url = format!("sqlite://{}", path.display());
         let options = SqliteConnectOptions::from_str(&url)
-            .map_err(|source| StoreError::Open {
-                url: url.clone(),
-                source,
-            })?
+            .map_err(|source| StoreError::Open { url: url.clone(), source })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -51,14 +46,8 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await
-            .map_err(|source| StoreError::Open {
-                url: url.clone(),
-                source,
-            })?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(StoreError::Migrate)?;
+            .map_err(|source| StoreError::Open { url: url.clone(), source })?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(StoreError::Migrate)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -77,10 +66,7 @@ impl SqliteStore {
         Ok(runs)
     }
 
-    async fn load_steps(
-        &self,
-        run_ids: &[String],
-    ) -> Result<HashMap<String, Vec<StepRun>>, StoreError> {
+    async fn load_steps(&self, run_ids: &[String]) -> Result<HashMap<String, Vec<StepRun>>, StoreError> {
         let mut by_run: HashMap<String, Vec<StepRun>> = HashMap::new();
         for run_id in run_ids {
             let rows = sqlx::query(
@@ -91,10 +77,7 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::query("load steps"))?;
-            let steps = rows
-                .iter()
-                .map(decode_step)
-                .collect::<Result<Vec<_>, _>>()?;
+            let steps = rows.iter().map(decode_step).collect::<Result<Vec<_>, _>>()?;
             by_run.insert(run_id.clone(), steps);
         }
         Ok(by_run)
@@ -106,8 +89,7 @@ fn decode_step(row: &sqlx::sqlite::SqliteRow) -> Result<StepRun, StoreError> {
     Ok(StepRun {
         name: row.get("name"),
         kind: row.get("kind"),
-        needs: serde_json::from_str(row.get::<&str, _>("needs"))
-            .map_err(|e| StoreError::corrupt("step needs", e))?,
+        needs: serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?,
         config: serde_json::from_str(row.get::<&str, _>("config"))
             .map_err(|e| StoreError::corrupt("step config", e))?,
         state: StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?,
@@ -134,8 +116,7 @@ fn decode_run(row: &sqlx::sqlite::SqliteRow, steps: Vec<StepRun>) -> Result<Run,
         pipeline: row.get("pipeline"),
         state: RunState::parse(&state).ok_or_else(|| StoreError::corrupt("run state", &state))?,
         digest: row.get("digest"),
-        plan: serde_json::from_str(row.get::<&str, _>("plan"))
-            .map_err(|e| StoreError::corrupt("run plan", e))?,
+        plan: serde_json::from_str(row.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
         error: row.get("error"),
         origin: row.get("origin"),
         admitted: row.get("admitted"),
@@ -170,7 +151,11 @@ struct RunInsert<'a> {
     bypass_hold: bool,
 }
 
-async fn insert_run(tx: &mut sqlx::SqliteConnection, run: RunInsert<'_>, now: Millis) -> Result<Option<String>, StoreError> {
+async fn insert_run(
+    tx: &mut sqlx::SqliteConnection,
+    run: RunInsert<'_>,
+    now: Millis,
+) -> Result<Option<String>, StoreError> {
     let id = uuid::Uuid::now_v7().to_string();
     let plan = run.plan;
     let plan_json = serde_json::to_string(plan).map_err(|e| StoreError::corrupt("run plan", e))?;
@@ -237,7 +222,8 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
     for row in &rows {
         let state: String = row.get("state");
         let state = StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?;
-        let needs: Vec<String> = serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?;
+        let needs: Vec<String> =
+            serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?;
         started |= row.get::<i64, _>("attempts") > 0 || !matches!(state, StepState::Pending | StepState::Ready);
         steps.push((row.get("name"), needs, state, row.get("condition")));
     }
@@ -282,14 +268,16 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
                     .map_err(StoreError::query("mark step ready"))?;
                 steps[i].2 = StepState::Ready;
             } else {
-                sqlx::query("UPDATE steps SET state = 'cancelled', note = ?3, finished_at = ?4 WHERE run_id = ?1 AND name = ?2")
-                    .bind(run_id)
-                    .bind(&name)
-                    .bind(format!("not run: condition {condition} is false"))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query("mark step not run"))?;
+                sqlx::query(
+                    "UPDATE steps SET state = 'cancelled', note = ?3, finished_at = ?4 WHERE run_id = ?1 AND name = ?2",
+                )
+                .bind(run_id)
+                .bind(&name)
+                .bind(format!("not run: condition {condition} is false"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("mark step not run"))?;
                 steps[i].2 = StepState::Cancelled;
             }
         }
@@ -354,11 +342,13 @@ async fn reopen(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<(), Sto
     .execute(&mut *tx)
     .await
     .map_err(StoreError::query("reopen steps"))?;
-    sqlx::query("UPDATE runs SET error = NULL, finished_at = NULL, advanced = 0 WHERE id = ?1 AND state != 'cancelled'")
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query("reopen run"))?;
+    sqlx::query(
+        "UPDATE runs SET error = NULL, finished_at = NULL, advanced = 0 WHERE id = ?1 AND state != 'cancelled'",
+    )
+    .bind(run_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::query("reopen run"))?;
     Ok(())
 }
 
@@ -395,13 +385,12 @@ impl Store for SqliteStore {
         if let Some(row) = inserted {
             return Ok(Inserted::New(row.get("id")));
         }
-        let existing: i64 =
-            sqlx::query_scalar("SELECT id FROM inbox WHERE source = ?1 AND delivery_id = ?2")
-                .bind(delivery.source)
-                .bind(delivery.delivery_id)
-                .fetch_one(&self.writer)
-                .await
-                .map_err(StoreError::query("find delivery"))?;
+        let existing: i64 = sqlx::query_scalar("SELECT id FROM inbox WHERE source = ?1 AND delivery_id = ?2")
+            .bind(delivery.source)
+            .bind(delivery.delivery_id)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(StoreError::query("find delivery"))?;
         Ok(Inserted::Duplicate(existing))
     }
 
@@ -435,14 +424,16 @@ impl Store for SqliteStore {
         plans: &[Plan],
     ) -> Result<Vec<String>, StoreError> {
         let now = now_millis();
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(StoreError::query("begin"))?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
         let mut ids = Vec::new();
         for plan in plans {
-            let run = RunInsert { inbox_id: Some(delivery_id), plan, digest: None, origin: RunOrigin::Promotion, bypass_hold: false };
+            let run = RunInsert {
+                inbox_id: Some(delivery_id),
+                plan,
+                digest: None,
+                origin: RunOrigin::Promotion,
+                bypass_hold: false,
+            };
             if let Some(id) = insert_run(&mut tx, run, now).await? {
                 ids.push(id);
             }
@@ -455,9 +446,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query("complete delivery"))?;
-        tx.commit()
-            .await
-            .map_err(StoreError::query("commit delivery"))?;
+        tx.commit().await.map_err(StoreError::query("commit delivery"))?;
         Ok(ids)
     }
 
@@ -466,19 +455,24 @@ impl Store for SqliteStore {
         source: &str,
         delivery_id: &str,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
-        let row =
-            sqlx::query("SELECT status, detail FROM inbox WHERE source = ?1 AND delivery_id = ?2")
-                .bind(source)
-                .bind(delivery_id)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(StoreError::query("read delivery"))?;
+        let row = sqlx::query("SELECT status, detail FROM inbox WHERE source = ?1 AND delivery_id = ?2")
+            .bind(source)
+            .bind(delivery_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(StoreError::query("read delivery"))?;
         Ok(row.map(|row| (row.get("status"), row.get("detail"))))
     }
 
     async fn create_run(&self, run: NewRun<'_>) -> Result<Option<String>, StoreError> {
         let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
-        let insert = RunInsert { inbox_id: None, plan: run.plan, digest: run.digest, origin: run.origin, bypass_hold: run.bypass_hold };
+        let insert = RunInsert {
+            inbox_id: None,
+            plan: run.plan,
+            digest: run.digest,
+            origin: run.origin,
+            bypass_hold: run.bypass_hold,
+        };
         let id = insert_run(&mut tx, insert, now_millis()).await?;
         tx.commit().await.map_err(StoreError::query("commit run"))?;
         Ok(id)
@@ -520,24 +514,24 @@ impl Store for SqliteStore {
         .map_err(StoreError::query("claim step"))?;
         let Some(row) = claimed else { return Ok(None) };
         let run_id: String = row.get("run_id");
-        sqlx::query("UPDATE runs SET state = 'running', updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'waiting')")
-            .bind(&run_id)
-            .bind(now)
-            .execute(&self.writer)
-            .await
-            .map_err(StoreError::query("mark run running"))?;
+        sqlx::query(
+            "UPDATE runs SET state = 'running', updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'waiting')",
+        )
+        .bind(&run_id)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::query("mark run running"))?;
         let run = sqlx::query("SELECT plan, digest, created_at FROM runs WHERE id = ?1")
             .bind(&run_id)
             .fetch_one(&self.writer)
             .await
             .map_err(StoreError::query("load run of claimed step"))?;
-        let done = sqlx::query(
-            "SELECT name, outputs FROM steps WHERE run_id = ?1 AND state = 'succeeded'",
-        )
-        .bind(&run_id)
-        .fetch_all(&self.writer)
-        .await
-        .map_err(StoreError::query("load outputs"))?;
+        let done = sqlx::query("SELECT name, outputs FROM steps WHERE run_id = ?1 AND state = 'succeeded'")
+            .bind(&run_id)
+            .fetch_all(&self.writer)
+            .await
+            .map_err(StoreError::query("load outputs"))?;
         let mut outputs = serde_json::Map::new();
         for step in &done {
             let value = step
@@ -555,8 +549,7 @@ impl Store for SqliteStore {
             config: serde_json::from_str(row.get::<&str, _>("config"))
                 .map_err(|e| StoreError::corrupt("step config", e))?,
             attempt: row.get::<i64, _>("attempts") as u32,
-            plan: serde_json::from_str(run.get::<&str, _>("plan"))
-                .map_err(|e| StoreError::corrupt("run plan", e))?,
+            plan: serde_json::from_str(run.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
             digest: run.get("digest"),
             run_created_at: run.get("created_at"),
             outputs,
@@ -572,25 +565,14 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn finish_step(
-        &self,
-        run_id: &str,
-        step: &str,
-        record: StepRecord,
-        now: Millis,
-    ) -> Result<(), StoreError> {
-        let mut tx = self
-            .writer
-            .begin()
+    async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let current: Option<String> = sqlx::query_scalar("SELECT state FROM steps WHERE run_id = ?1 AND name = ?2")
+            .bind(run_id)
+            .bind(step)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(StoreError::query("begin"))?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT state FROM steps WHERE run_id = ?1 AND name = ?2")
-                .bind(run_id)
-                .bind(step)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::query("read step"))?;
+            .map_err(StoreError::query("read step"))?;
         if current.as_deref() != Some(StepState::Running.as_str()) {
             // The step was cancelled or recovered meanwhile; this attempt's result is stale.
             return Ok(());
@@ -751,19 +733,23 @@ impl Store for SqliteStore {
             .collect();
         let decision = decide_admission(queued, &busy, &holds);
         for (id, newest) in &decision.superseded {
-            sqlx::query("UPDATE runs SET state = 'cancelled', error = ?2, updated_at = ?3, finished_at = ?3 WHERE id = ?1")
-                .bind(id)
-                .bind(format!("superseded by run {newest}: a newer artifact arrived before this one started"))
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("supersede run"))?;
-            sqlx::query("UPDATE steps SET state = 'cancelled', note = 'superseded', finished_at = ?2 WHERE run_id = ?1")
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("supersede steps"))?;
+            sqlx::query(
+                "UPDATE runs SET state = 'cancelled', error = ?2, updated_at = ?3, finished_at = ?3 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(format!("superseded by run {newest}: a newer artifact arrived before this one started"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("supersede run"))?;
+            sqlx::query(
+                "UPDATE steps SET state = 'cancelled', note = 'superseded', finished_at = ?2 WHERE run_id = ?1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("supersede steps"))?;
             admission.superseded.push(id.clone());
         }
         for id in &decision.admitted {
@@ -800,12 +786,13 @@ impl Store for SqliteStore {
     }
 
     async fn runs_to_advance(&self, limit: u32) -> Result<Vec<Run>, StoreError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE state = 'succeeded' AND advanced = 0 ORDER BY finished_at LIMIT ?1")
-                .bind(limit as i64)
-                .fetch_all(&self.writer)
-                .await
-                .map_err(StoreError::query("list runs to advance"))?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE state = 'succeeded' AND advanced = 0 ORDER BY finished_at LIMIT ?1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(StoreError::query("list runs to advance"))?;
         self.runs_by_ids(&ids).await
     }
 
@@ -814,7 +801,13 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
         let mut ids = Vec::new();
         for plan in follow_ups {
-            let run = RunInsert { inbox_id: None, plan, digest: Some(digest), origin: RunOrigin::FollowUp, bypass_hold: false };
+            let run = RunInsert {
+                inbox_id: None,
+                plan,
+                digest: Some(digest),
+                origin: RunOrigin::FollowUp,
+                bypass_hold: false,
+            };
             if let Some(id) = insert_run(&mut tx, run, now).await? {
                 ids.push(id);
             }
@@ -829,12 +822,14 @@ impl Store for SqliteStore {
     }
 
     async fn promoted_environments(&self, app: &str, digest: &str) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT DISTINCT environment FROM runs WHERE app = ?1 AND digest = ?2 AND state = 'succeeded'")
-            .bind(app)
-            .bind(digest)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(StoreError::query("list promoted environments"))
+        sqlx::query_scalar(
+            "SELECT DISTINCT environment FROM runs WHERE app = ?1 AND digest = ?2 AND state = 'succeeded'",
+        )
+        .bind(app)
+        .bind(digest)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(StoreError::query("list promoted environments"))
     }
 
     async fn succeeded_runs(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError> {
@@ -851,14 +846,15 @@ impl Store for SqliteStore {
     }
 
     async fn runs_for(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE app = ?1 AND environment = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3")
-                .bind(app)
-                .bind(environment)
-                .bind(limit as i64)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(StoreError::query("list runs of an app"))?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE app = ?1 AND environment = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3",
+        )
+        .bind(app)
+        .bind(environment)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::query("list runs of an app"))?;
         self.runs_by_ids(&ids).await
     }
 
@@ -896,7 +892,9 @@ impl Store for SqliteStore {
         }
         let state = step_state(&mut tx, run_id, step).await?;
         if state != StepState::Failed {
-            return Err(StoreError::Conflict { message: format!("step {step} is {state}; only a failed step can be retried") });
+            return Err(StoreError::Conflict {
+                message: format!("step {step} is {state}; only a failed step can be retried"),
+            });
         }
         sqlx::query("UPDATE steps SET state = 'ready', not_before = ?3, error = NULL, finished_at = NULL WHERE run_id = ?1 AND name = ?2")
             .bind(run_id)
@@ -935,11 +933,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn approve_step(&self, run_id: &str, step: &str, approver: &str, comment: Option<&str>, now: Millis) -> Result<(), StoreError> {
+    async fn approve_step(
+        &self,
+        run_id: &str,
+        step: &str,
+        approver: &str,
+        comment: Option<&str>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
         let state = step_state(&mut tx, run_id, step).await?;
         if !matches!(state, StepState::Pending | StepState::Ready | StepState::Waiting) {
-            return Err(StoreError::Conflict { message: format!("step {step} is {state}; there is nothing to approve") });
+            return Err(StoreError::Conflict {
+                message: format!("step {step} is {state}; there is nothing to approve"),
+            });
         }
         let outputs: Option<String> = sqlx::query_scalar("SELECT outputs FROM steps WHERE run_id = ?1 AND name = ?2")
             .bind(run_id)
@@ -1002,10 +1009,7 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(decode_hold).collect())
     }
 
-    async fn upsert_change_request(
-        &self,
-        request: NewChangeRequest<'_>,
-    ) -> Result<(ChangeRequest, bool), StoreError> {
+    async fn upsert_change_request(&self, request: NewChangeRequest<'_>) -> Result<(ChangeRequest, bool), StoreError> {
         let now = now_millis();
         let inserted = sqlx::query(
             "INSERT INTO change_requests (forge, repo, branch, base, head_commit, title, body, run_id, state, created_at, updated_at) \
@@ -1035,15 +1039,13 @@ impl Store for SqliteStore {
                 .await
                 .map_err(StoreError::query("update change request"))?;
         }
-        let row = sqlx::query(
-            "SELECT * FROM change_requests WHERE forge = ?1 AND repo = ?2 AND branch = ?3",
-        )
-        .bind(request.forge)
-        .bind(request.repo)
-        .bind(request.branch)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(StoreError::query("read change request"))?;
+        let row = sqlx::query("SELECT * FROM change_requests WHERE forge = ?1 AND repo = ?2 AND branch = ?3")
+            .bind(request.forge)
+            .bind(request.repo)
+            .bind(request.branch)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(StoreError::query("read change request"))?;
         Ok((decode_change_request(&row), inserted.rows_affected() == 1))
     }
 
@@ -1062,15 +1064,13 @@ impl Store for SqliteStore {
         repo: &str,
         branch: &str,
     ) -> Result<Option<ChangeRequest>, StoreError> {
-        let row = sqlx::query(
-            "SELECT * FROM change_requests WHERE forge = ?1 AND repo = ?2 AND branch = ?3",
-        )
-        .bind(forge)
-        .bind(repo)
-        .bind(branch)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(StoreError::query("find change request"))?;
+        let row = sqlx::query("SELECT * FROM change_requests WHERE forge = ?1 AND repo = ?2 AND branch = ?3")
+            .bind(forge)
+            .bind(repo)
+            .bind(branch)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(StoreError::query("find change request"))?;
         Ok(row.as_ref().map(decode_change_request))
     }
 

@@ -301,9 +301,6 @@ pub trait Store: Send + Sync {
     /// One run.
     async fn get_run(&self, id: &str) -> Result<Option<Run>, StoreError>;
 
-    /// Runs of (app, environment) created by a delivery, newest first (for ordering checks).
-    async fn runs_for(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError>;
-
     /// Records a change request once per (forge, repo, branch); returns it and whether it is new.
     async fn upsert_change_request(&self, request: NewChangeRequest<'_>) -> Result<(ChangeRequest, bool), StoreError>;
     /// Change requests opened by a run.

@@ -845,19 +845,6 @@ impl Store for SqliteStore {
         self.runs_by_ids(&ids).await
     }
 
-    async fn runs_for(&self, app: &str, environment: &str, limit: u32) -> Result<Vec<Run>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE app = ?1 AND environment = ?2 ORDER BY created_at DESC, id DESC LIMIT ?3",
-        )
-        .bind(app)
-        .bind(environment)
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(StoreError::query("list runs of an app"))?;
-        self.runs_by_ids(&ids).await
-    }
-
     async fn cancel_run(&self, run_id: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
         let state = run_state(&mut tx, run_id).await?;

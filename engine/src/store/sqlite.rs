@@ -66,6 +66,18 @@ impl SqliteStore {
         Ok(runs)
     }
 
+    /// Runs from `SELECT * FROM runs` rows, with their steps.
+    async fn decode_runs(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Run>, StoreError> {
+        let ids: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
+        let mut steps = self.load_steps(&ids).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.get("id");
+                decode_run(row, steps.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
     async fn load_steps(&self, run_ids: &[String]) -> Result<HashMap<String, Vec<StepRun>>, StoreError> {
         let mut by_run: HashMap<String, Vec<StepRun>> = HashMap::new();
         for run_id in run_ids {
@@ -669,14 +681,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::query("list runs"))?;
-        let ids: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
-        let mut steps = self.load_steps(&ids).await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.get("id");
-                decode_run(row, steps.remove(&id).unwrap_or_default())
-            })
-            .collect()
+        self.decode_runs(&rows).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<Run>, StoreError> {
@@ -1093,14 +1098,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(StoreError::query("list last succeeded runs"))?;
-        let ids: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
-        let mut steps = self.load_steps(&ids).await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.get("id");
-                decode_run(row, steps.remove(&id).unwrap_or_default())
-            })
-            .collect()
+        self.decode_runs(&rows).await
     }
 }
 

@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
   "skopeo:skopeo"
   "umoci:umoci"
   "git:/usr/lib/git-core/git-http-backend"
+  "openssh-server:/usr/sbin/sshd"
   "openssl:openssl"
   "jq:jq"
   "graphviz:dot"
@@ -24,6 +25,12 @@ for entry in "${DEBIAN_PACKAGES[@]}"; do
   if [[ $probe == /* ]]; then [[ -e $probe ]] && continue; else command -v "$probe" >/dev/null 2>&1 && continue; fi
   missing_debian+=("$package")
 done
+# PostgreSQL: the tests use the server on 127.0.0.1:5432 when one answers; otherwise
+# scripts/test.sh starts a throwaway one, which needs the server programs (initdb, pg_ctl).
+if [[ -z ${GANTRY_TEST_DATABASE_URL:-} ]] && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null \
+  && ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  missing_debian+=("postgresql")
+fi
 if ((${#missing_debian[@]})); then
   echo "installing Debian packages: ${missing_debian[*]}" >&2
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"

@@ -49,9 +49,12 @@ fn plan(app: &str, steps: usize, concurrency: Concurrency) -> Plan {
             tag: "dev-v".into(),
             forge: ForgeKind::Local,
             concurrency,
+            preview: None,
         },
         steps,
         event: GitEvent::new(Forge::Github, EventKind::Push, "acme/bench"),
+        action: Default::default(),
+        notes: Vec::new(),
     }
 }
 

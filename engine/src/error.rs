@@ -12,6 +12,14 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The database URL names no database this build can open.
+    #[error("database URL {url} is not supported: {reason}")]
+    UnsupportedUrl {
+        /// The URL (without credentials).
+        url: String,
+        /// What would be.
+        reason: &'static str,
+    },
     /// Migrations failed.
     #[error("migrate database")]
     Migrate(#[source] sqlx::migrate::MigrateError),

@@ -2,7 +2,8 @@
 //!
 //! Every attempt is recorded as `running` (with a lease) before the step's side effect starts,
 //! and its outcome after it ends. A process that dies in between leaves a `running` row that
-//! the next start hands out again ([`Store::recover`]); the steps themselves are idempotent
+//! the next start — or, sharing PostgreSQL, another replica once the lease has expired — hands
+//! out again ([`Store::recover`]); the steps themselves are idempotent
 //! (deterministic branch names and commits, tag-digest checks, one change request per
 //! branch), so the re-run finishes the work without duplicating it.
 
@@ -97,7 +98,9 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// An executor with a fresh owner id (leases of earlier processes are not its own).
+    /// An executor with a fresh owner id (leases of earlier processes are not its own). The id
+    /// names the process (`executor-<pid>-<uuid>`), so that an operator can tell which replica
+    /// holds a step's lease.
     pub fn new(
         store: Arc<dyn Store>,
         steps: StepRegistry,
@@ -105,12 +108,13 @@ impl Executor {
         wake: Arc<Notify>,
         options: ExecutorOptions,
     ) -> Self {
-        let owner = format!("executor-{}", uuid::Uuid::now_v7());
+        let owner = format!("executor-{}-{}", std::process::id(), uuid::Uuid::now_v7());
         Self { store, steps, capabilities, owner, wake, options }
     }
 
     /// Recovers steps a crashed process left running, then runs the workers forever.
     pub async fn run(self: Arc<Self>) -> Result<(), StoreError> {
+        tracing::info!(owner = %self.owner, lease_ms = self.options.lease.as_millis() as u64, "executor started");
         let recovered = self.store.recover(&self.owner, now_millis()).await?;
         if recovered > 0 {
             tracing::info!(recovered, "resuming steps left running by an earlier process");
@@ -198,7 +202,21 @@ impl Executor {
         };
         let (run_id, name) = (claimed.run_id.clone(), claimed.name.clone());
         let record = self.attempt(claimed).await;
-        self.store.finish_step(&run_id, &name, record, now_millis()).await?;
+        // A store hiccup (a replica's connection to PostgreSQL dropping) must not strand the
+        // attempt: its lease is renewed as long as this process lives.
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.store.finish_claimed_step(&self.owner, &run_id, &name, record.clone(), now_millis()).await {
+                Ok(()) => break,
+                Err(error) if delay <= Duration::from_secs(5) => {
+                    tracing::warn!(error = %crate::steps::chain(&error), run = %run_id, step = %name,
+                        "recording the step's outcome failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         crate::failpoint::hit(&format!("after-finish:{name}"));
         self.wake.notify_waiters();
         Ok(true)

@@ -1,7 +1,12 @@
 //! `noop`: does nothing and succeeds — for trying pipelines out, for structuring a DAG (a join
-//! point), and for measuring the executor itself. With `marker_dir` set, each execution
-//! creates a file named after the run and step there, failing if it already exists: a test
-//! or a drill can then count how often each step's side effect happened.
+//! point), and for measuring the executor itself.
+//!
+//! With `marker_dir` set, it has a side effect that a test or a drill can count: a file named
+//! after the run and step (`<run>.<step>`), idempotent by that key like every real step's side
+//! effect — created by the first execution, found by any later one — and one line appended to
+//! it per execution (`pid <process> attempt <n>`). The file says the effect happened; its lines
+//! say how often the step ran and in which process, e.g. once by a replica that was killed
+//! before it could record the outcome and once more by the replica that took the step over.
 
 use std::io::Write;
 
@@ -37,15 +42,23 @@ impl Step for Noop {
 
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let settings: Settings = typed_settings(&ctx.config).map_err(|(_, message)| StepError::terminal(message))?;
+        let mut outputs = json!({});
         if let Some(dir) = settings.marker_dir {
             let path = std::path::Path::new(&dir).join(format!("{}.{}", ctx.run_id, ctx.step));
             ctx.failpoint("before-side-effect");
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(|error| {
-                StepError::terminal(format!("create marker {}: {error} (the side effect ran twice?)", path.display()))
-            })?;
-            let _ = writeln!(file, "attempt {}", ctx.attempt);
+            let existed = path.exists();
+            // One write of one short line in append mode: executions in several processes
+            // never interleave within a line.
+            let line = format!("pid {} attempt {}\n", std::process::id(), ctx.attempt);
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(line.as_bytes()))
+                .map_err(|error| StepError::terminal(format!("record marker {}: {error}", path.display())))?;
             ctx.failpoint("after-side-effect");
+            outputs = json!({ "marker": if existed { "already-present" } else { "created" } });
         }
-        Ok(StepOutcome::Succeeded { outputs: json!({}), pin_digest: None })
+        Ok(StepOutcome::Succeeded { outputs, pin_digest: None })
     }
 }

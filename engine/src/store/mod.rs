@@ -1,15 +1,23 @@
 //! Persistence of deliveries, runs, steps and change requests.
 //!
 //! The executor persists intent before every side effect through this trait, so that a crash
-//! at any point can be resumed. SQLite ([`SqliteStore`]) is the embedded default; a PostgreSQL
-//! implementation shares the trait and the semantics.
+//! at any point can be resumed. SQLite ([`SqliteStore`]) is the embedded default;
+//! PostgreSQL ([`PostgresStore`]) shares the trait and the semantics, and lets several
+//! replicas share one database. [`open`] picks one by URL.
 
 mod admission;
+mod common;
+mod postgres;
+mod ref_order;
 mod sqlite;
 
 pub use admission::{AdmissionDecision, QueuedRun, decide_admission};
+pub use ref_order::{REF_HISTORY, RefObservation, RefOrder, SeenRefEvent, judge as judge_ref_event};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use gantry_workflows::Plan;
@@ -224,6 +232,21 @@ pub struct NewChangeRequest<'a> {
 pub trait Store: Send + Sync {
     /// Stores a delivery unless one with the same (source, delivery id) exists.
     async fn insert_delivery(&self, delivery: NewDelivery<'_>) -> Result<Inserted, StoreError>;
+    /// Stores several deliveries (group commit of the webhook endpoints); the answers are in
+    /// the order of `deliveries`. Each is stored unless one with the same (source, delivery id)
+    /// exists, including an earlier one in the same slice, which makes the later one a
+    /// [`Inserted::Duplicate`] of it.
+    ///
+    /// A store that can should write them in one transaction: then an error means none of them
+    /// was stored. This default stores them one by one, so after an error some may be stored;
+    /// that is safe, because the sender's redelivery of a stored one is a duplicate.
+    async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
+        let mut inserted = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            inserted.push(self.insert_delivery(delivery.clone()).await?);
+        }
+        Ok(inserted)
+    }
     /// Deliveries not processed yet, oldest first.
     async fn received_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     /// Marks a delivery done and creates its runs, in one transaction; returns the run ids.
@@ -283,6 +306,8 @@ pub trait Store: Send + Sync {
     async fn holds(&self) -> Result<Vec<Hold>, StoreError>;
 
     /// Hands out steps that left `running` without a record (a crashed executor) again.
+    /// SQLite, with one process, takes every step not leased to `owner` (and `owner`'s own
+    /// expired ones); PostgreSQL, shared by replicas, only steps whose lease has expired.
     async fn recover(&self, owner: &str, now: Millis) -> Result<u64, StoreError>;
     /// Claims one step whose time has come, marking it running for `owner` until `lease_until`.
     async fn claim_step(
@@ -293,6 +318,21 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<ClaimedStep>, StoreError>;
     /// Records how a claimed step attempt ended and moves the run along.
     async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError>;
+    /// Like [`Store::finish_step`], for the executor that claimed the step as `owner`: a store
+    /// shared by replicas drops the record when the lease has passed to another executor
+    /// (this one stalled past its lease and the step was handed out again), so that only the
+    /// current attempt's outcome counts. By default, the same as `finish_step`.
+    async fn finish_claimed_step(
+        &self,
+        owner: &str,
+        run_id: &str,
+        step: &str,
+        record: StepRecord,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let _ = owner;
+        self.finish_step(run_id, step, record, now).await
+    }
     /// The earliest `not_before` of any claimable step, to sleep until.
     async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError>;
 
@@ -319,4 +359,28 @@ pub trait Store: Send + Sync {
     /// For every (app, environment), the newest run that succeeded: what gantry last promoted
     /// there. Sorted by app, then environment.
     async fn last_succeeded_runs(&self) -> Result<Vec<Run>, StoreError>;
+    /// Judges a branch or tag event against the events accepted earlier for the same ref
+    /// ([`judge_ref_event`]) and records it when it is the ref's newest, in one transaction
+    /// that no other replica's judgement of the same ref can interleave with.
+    async fn observe_ref(&self, event: &RefObservation) -> Result<RefOrder, StoreError>;
+}
+
+/// Opens the store a database URL names — `sqlite://PATH` or `sqlite:PATH` (the file is created
+/// if missing, its directory is not), `postgres://…` or `postgresql://…` — and applies the
+/// migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() {
+            return Err(StoreError::UnsupportedUrl { url: url.to_string(), reason: "the URL names no file" });
+        }
+        return Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PostgresStore::connect(url).await?));
+    }
+    Err(StoreError::UnsupportedUrl {
+        url: postgres::redact_url(url),
+        reason: "use sqlite://PATH or postgres://USER@HOST/DATABASE",
+    })
 }

@@ -16,13 +16,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::admission::{QueuedRun, decide_admission};
+use super::common::{
+    PendingDecision, SettleStep, decide_pending, decode_change_request, decode_hold, decode_run, decode_step,
+    derive_run_state, failed_steps_error,
+};
+use super::ref_order::decode_seen;
 use super::{
-    Admission, ClaimedStep, DeliveryStatus, Hold, Inserted, NewChangeRequest, NewDelivery, NewRun, RunOrigin,
-    StepRecord, Store,
+    Admission, ClaimedStep, DeliveryStatus, Hold, Inserted, NewChangeRequest, NewDelivery, NewRun, REF_HISTORY,
+    RefObservation, RefOrder, RunOrigin, StepRecord, Store, judge_ref_event,
 };
 use crate::error::StoreError;
 use crate::model::{ChangeRequest, Delivery, Millis, Run, RunState, StepRun, StepState, now_millis};
-use gantry_workflows::condition::{Condition, Outcome};
 
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
@@ -57,12 +61,16 @@ impl SqliteStore {
     }
 
     async fn runs_by_ids(&self, ids: &[String]) -> Result<Vec<Run>, StoreError> {
-        let mut runs = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(run) = self.get_run(id).await? {
-                runs.push(run);
-            }
-        }
+        let json = serde_json::to_string(ids).map_err(|e| StoreError::corrupt("run ids", e))?;
+        let rows = sqlx::query("SELECT * FROM runs WHERE id IN (SELECT value FROM json_each(?1))")
+            .bind(json)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::query("load runs"))?;
+        let mut runs = self.decode_runs(&rows).await?;
+        // Keep the callers' order (newest first, oldest first…).
+        let position: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        runs.sort_by_key(|run| position.get(run.id.as_str()).copied().unwrap_or(usize::MAX));
         Ok(runs)
     }
 
@@ -78,80 +86,26 @@ impl SqliteStore {
             .collect()
     }
 
+    /// The steps of several runs, in one query.
     async fn load_steps(&self, run_ids: &[String]) -> Result<HashMap<String, Vec<StepRun>>, StoreError> {
-        let mut by_run: HashMap<String, Vec<StepRun>> = HashMap::new();
-        for run_id in run_ids {
-            let rows = sqlx::query(
-                "SELECT run_id, name, kind, needs, config, state, attempts, not_before, outputs, error, note, \
-                 started_at, finished_at FROM steps WHERE run_id = ?1 ORDER BY position",
-            )
-            .bind(run_id)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(StoreError::query("load steps"))?;
-            let steps = rows.iter().map(decode_step).collect::<Result<Vec<_>, _>>()?;
-            by_run.insert(run_id.clone(), steps);
+        let mut by_run: HashMap<String, Vec<StepRun>> = HashMap::with_capacity(run_ids.len());
+        if run_ids.is_empty() {
+            return Ok(by_run);
+        }
+        let ids = serde_json::to_string(run_ids).map_err(|e| StoreError::corrupt("run ids", e))?;
+        let rows = sqlx::query(
+            "SELECT run_id, name, kind, needs, config, state, attempts, not_before, outputs, error, note, \
+             started_at, finished_at FROM steps WHERE run_id IN (SELECT value FROM json_each(?1)) \
+             ORDER BY run_id, position",
+        )
+        .bind(ids)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(StoreError::query("load steps"))?;
+        for row in &rows {
+            by_run.entry(row.get("run_id")).or_default().push(decode_step(row)?);
         }
         Ok(by_run)
-    }
-}
-
-fn decode_step(row: &sqlx::sqlite::SqliteRow) -> Result<StepRun, StoreError> {
-    let state: String = row.get("state");
-    Ok(StepRun {
-        name: row.get("name"),
-        kind: row.get("kind"),
-        needs: serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?,
-        config: serde_json::from_str(row.get::<&str, _>("config"))
-            .map_err(|e| StoreError::corrupt("step config", e))?,
-        state: StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?,
-        attempts: row.get::<i64, _>("attempts") as u32,
-        not_before: row.get("not_before"),
-        outputs: row
-            .get::<Option<&str>, _>("outputs")
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(|e| StoreError::corrupt("step outputs", e))?,
-        error: row.get("error"),
-        note: row.get("note"),
-        started_at: row.get("started_at"),
-        finished_at: row.get("finished_at"),
-    })
-}
-
-fn decode_run(row: &sqlx::sqlite::SqliteRow, steps: Vec<StepRun>) -> Result<Run, StoreError> {
-    let state: String = row.get("state");
-    Ok(Run {
-        id: row.get("id"),
-        app: row.get("app"),
-        environment: row.get("environment"),
-        pipeline: row.get("pipeline"),
-        state: RunState::parse(&state).ok_or_else(|| StoreError::corrupt("run state", &state))?,
-        digest: row.get("digest"),
-        plan: serde_json::from_str(row.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
-        error: row.get("error"),
-        origin: row.get("origin"),
-        admitted: row.get("admitted"),
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
-        finished_at: row.get("finished_at"),
-        steps,
-    })
-}
-
-fn decode_change_request(row: &sqlx::sqlite::SqliteRow) -> ChangeRequest {
-    ChangeRequest {
-        id: row.get("id"),
-        forge: row.get("forge"),
-        repo: row.get("repo"),
-        branch: row.get("branch"),
-        base: row.get("base"),
-        head_commit: row.get("head_commit"),
-        title: row.get("title"),
-        body: row.get("body"),
-        run_id: row.get("run_id"),
-        state: row.get("state"),
-        created_at: row.get("created_at"),
     }
 }
 
@@ -197,7 +151,9 @@ async fn insert_run(
         return Ok(None);
     }
     for (position, step) in plan.steps.iter().enumerate() {
-        let state = if step.needs.is_empty() { StepState::Ready } else { StepState::Pending };
+        // Every step starts pending; admission makes the first ones ready, so that the steps of
+        // queued runs are never looked at by claims.
+        let state = StepState::Pending;
         sqlx::query(
             "INSERT INTO steps (run_id, name, kind, position, needs, config, state, not_before, condition, max_attempts, backoff_ms, timeout_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -229,7 +185,7 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::query("read run steps"))?;
-    let mut steps: Vec<(String, Vec<String>, StepState, Option<String>)> = Vec::with_capacity(rows.len());
+    let mut steps = Vec::with_capacity(rows.len());
     let mut started = false;
     for row in &rows {
         let state: String = row.get("state");
@@ -237,40 +193,11 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
         let needs: Vec<String> =
             serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?;
         started |= row.get::<i64, _>("attempts") > 0 || !matches!(state, StepState::Pending | StepState::Ready);
-        steps.push((row.get("name"), needs, state, row.get("condition")));
+        steps.push(SettleStep { name: row.get("name"), needs, state, condition: row.get("condition") });
     }
-    loop {
-        let outcomes: HashMap<&str, Outcome> = steps
-            .iter()
-            .filter_map(|(name, _, state, _)| {
-                let outcome = match state {
-                    StepState::Succeeded => Outcome::Succeeded,
-                    StepState::Failed => Outcome::Failed,
-                    StepState::Skipped => Outcome::Skipped,
-                    StepState::Cancelled => Outcome::Cancelled,
-                    _ => return None,
-                };
-                Some((name.as_str(), outcome))
-            })
-            .collect();
-        let mut decisions = Vec::new();
-        for (i, (_, needs, state, condition)) in steps.iter().enumerate() {
-            if *state != StepState::Pending || !needs.iter().all(|n| outcomes.contains_key(n.as_str())) {
-                continue;
-            }
-            let needs: Vec<&str> = needs.iter().map(String::as_str).collect();
-            let (parsed, text) = match condition {
-                Some(text) => (Condition::parse(text).unwrap_or(Condition::Success), text.as_str()),
-                None => (Condition::Success, "success()"),
-            };
-            decisions.push((i, parsed.evaluate(&needs, &outcomes), text.to_string()));
-        }
-        if decisions.is_empty() {
-            break;
-        }
-        for (i, run_it, condition) in decisions {
-            let name = steps[i].0.clone();
-            if run_it {
+    for decision in decide_pending(&mut steps) {
+        match decision {
+            PendingDecision::Ready { name } => {
                 sqlx::query("UPDATE steps SET state = 'ready', not_before = ?3 WHERE run_id = ?1 AND name = ?2")
                     .bind(run_id)
                     .bind(&name)
@@ -278,19 +205,18 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::query("mark step ready"))?;
-                steps[i].2 = StepState::Ready;
-            } else {
+            }
+            PendingDecision::NotRun { name, note } => {
                 sqlx::query(
                     "UPDATE steps SET state = 'cancelled', note = ?3, finished_at = ?4 WHERE run_id = ?1 AND name = ?2",
                 )
                 .bind(run_id)
                 .bind(&name)
-                .bind(format!("not run: condition {condition} is false"))
+                .bind(note)
                 .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query("mark step not run"))?;
-                steps[i].2 = StepState::Cancelled;
             }
         }
     }
@@ -300,13 +226,8 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
         .await
         .map_err(StoreError::query("read run state"))?;
     let current = RunState::parse(&current).ok_or_else(|| StoreError::corrupt("run state", &current))?;
-    let state = derive_run_state(current, started, steps.iter().map(|(_, _, state, _)| *state));
-    let error = if state == RunState::Failed {
-        let failed: Vec<&str> = steps.iter().filter(|s| s.2 == StepState::Failed).map(|s| s.0.as_str()).collect();
-        Some(format!("step {} failed", failed.join(", ")))
-    } else {
-        None
-    };
+    let state = derive_run_state(current, started, steps.iter().map(|step| step.state));
+    let error = (state == RunState::Failed).then(|| failed_steps_error(&steps));
     sqlx::query(
         "UPDATE runs SET state = ?2, updated_at = ?3, \
          error = CASE WHEN ?2 = 'failed' THEN COALESCE(error, ?4) WHEN ?2 = 'cancelled' THEN error ELSE NULL END, \
@@ -364,17 +285,6 @@ async fn reopen(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<(), Sto
     Ok(())
 }
 
-fn decode_hold(row: &sqlx::sqlite::SqliteRow) -> Hold {
-    let app: String = row.get("app");
-    Hold {
-        environment: row.get("environment"),
-        app: (!app.is_empty()).then_some(app),
-        reason: row.get("reason"),
-        digest: row.get("digest"),
-        created_at: row.get("created_at"),
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_delivery(&self, delivery: NewDelivery<'_>) -> Result<Inserted, StoreError> {
@@ -404,6 +314,107 @@ impl Store for SqliteStore {
             .await
             .map_err(StoreError::query("find delivery"))?;
         Ok(Inserted::Duplicate(existing))
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
+        // One transaction and one commit for the whole batch; an error rolls every row back.
+        // Rows go in by multi-row INSERTs of a few fixed sizes (64, 32, …, 1 rows), so a batch
+        // costs a handful of statements and only seven statement texts are ever prepared.
+        const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+        static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            CHUNKS
+                .iter()
+                .map(|&rows| {
+                    let values: Vec<String> = (0..rows)
+                        .map(|row| {
+                            let p = 2 + 6 * row;
+                            format!(
+                                "(?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{}, CASE WHEN ?{} = 'received' THEN NULL ELSE ?1 END)",
+                                p,
+                                p + 1,
+                                p + 2,
+                                p + 3,
+                                p + 4,
+                                p + 5,
+                                p + 4
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, \
+                         processed_at) VALUES {} ON CONFLICT (source, delivery_id) DO NOTHING \
+                         RETURNING id, source, delivery_id",
+                        values.join(", ")
+                    )
+                })
+                .collect()
+        });
+        let now = now_millis();
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin delivery batch"))?;
+        // (source, delivery id) -> row, for the rows this batch inserted.
+        let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(deliveries.len());
+        let mut rest = deliveries;
+        while !rest.is_empty() {
+            let (size, statement) = CHUNKS
+                .iter()
+                .zip(STATEMENTS.iter())
+                .find(|(size, _)| **size <= rest.len())
+                .expect("a chunk of one row fits any non-empty rest");
+            let (chunk, after) = rest.split_at(*size);
+            let mut query = sqlx::query(statement.as_str()).bind(now);
+            for delivery in chunk {
+                query = query
+                    .bind(delivery.source)
+                    .bind(delivery.delivery_id)
+                    .bind(delivery.event_type)
+                    .bind(delivery.body)
+                    .bind(delivery.status.as_str())
+                    .bind(delivery.detail);
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(StoreError::query("insert a batch of deliveries"))? {
+                inserted.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
+            }
+            rest = after;
+        }
+        // Ids that were there before the batch: one look-up for all of them.
+        let known: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| !inserted.contains_key(&(d.source.to_string(), d.delivery_id.to_string())))
+            .map(|d| d.delivery_id)
+            .collect();
+        let mut existing: HashMap<(String, String), i64> = HashMap::new();
+        if !known.is_empty() {
+            let ids = serde_json::to_string(&known).map_err(|e| StoreError::corrupt("delivery ids", e))?;
+            let rows = sqlx::query(
+                "SELECT id, source, delivery_id FROM inbox WHERE delivery_id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::query("find the known deliveries of a batch"))?;
+            for row in rows {
+                existing.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
+            }
+        }
+        tx.commit().await.map_err(StoreError::query("commit delivery batch"))?;
+        // The first copy of an id this batch inserted is new; every other copy is a duplicate.
+        let mut answered_new = std::collections::HashSet::new();
+        deliveries
+            .iter()
+            .map(|d| {
+                let key = (d.source.to_string(), d.delivery_id.to_string());
+                if let Some(&id) = inserted.get(&key) {
+                    Ok(if answered_new.insert(key) { Inserted::New(id) } else { Inserted::Duplicate(id) })
+                } else {
+                    existing.get(&key).map(|&id| Inserted::Duplicate(id)).ok_or_else(|| {
+                        StoreError::corrupt(
+                            "delivery batch",
+                            format!("no row for {} delivery {}", d.source, d.delivery_id),
+                        )
+                    })
+                }
+            })
+            .collect()
     }
 
     async fn received_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
@@ -509,6 +520,9 @@ impl Store for SqliteStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<ClaimedStep>, StoreError> {
+        // The claim and the run's state change commit together; what the step needs to run is
+        // then read from the reader pool, keeping the single writer free for other executors.
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
         let claimed = sqlx::query(
             "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?3, \
              started_at = COALESCE(started_at, ?2) \
@@ -521,7 +535,7 @@ impl Store for SqliteStore {
         .bind(owner)
         .bind(now)
         .bind(lease_until)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::query("claim step"))?;
         let Some(row) = claimed else { return Ok(None) };
@@ -531,17 +545,18 @@ impl Store for SqliteStore {
         )
         .bind(&run_id)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::query("mark run running"))?;
+        tx.commit().await.map_err(StoreError::query("commit claim"))?;
         let run = sqlx::query("SELECT plan, digest, created_at FROM runs WHERE id = ?1")
             .bind(&run_id)
-            .fetch_one(&self.writer)
+            .fetch_one(&self.reader)
             .await
             .map_err(StoreError::query("load run of claimed step"))?;
         let done = sqlx::query("SELECT name, outputs FROM steps WHERE run_id = ?1 AND state = 'succeeded'")
             .bind(&run_id)
-            .fetch_all(&self.writer)
+            .fetch_all(&self.reader)
             .await
             .map_err(StoreError::query("load outputs"))?;
         let mut outputs = serde_json::Map::new();
@@ -698,10 +713,29 @@ impl Store for SqliteStore {
     }
 
     async fn admit(&self, now: Millis) -> Result<Admission, StoreError> {
+        // Most passes find nothing to do: look without taking the writer.
+        let anything_queued: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE admitted = 0 AND state = 'pending')")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(StoreError::query("look for queued runs"))?;
+        if !anything_queued {
+            return Ok(Admission::default());
+        }
         let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        // Only the runs the decision can act on, so that a pass costs the number of (app,
+        // environment) queues, not their length: every run of a `supersede` queue (all but the
+        // newest are cancelled, once), and of a `queue` queue its oldest run and any rollbacks.
         let queued = sqlx::query(
-            "SELECT id, app, environment, concurrency, bypass_hold FROM runs \
-             WHERE admitted = 0 AND state = 'pending' ORDER BY created_at, id",
+            "SELECT id, app, environment, concurrency, bypass_hold, created_at FROM runs \
+             WHERE admitted = 0 AND state = 'pending' AND (concurrency = 'supersede' OR bypass_hold = 1) \
+             UNION \
+             SELECT r.id, r.app, r.environment, r.concurrency, r.bypass_hold, r.created_at \
+             FROM (SELECT DISTINCT app, environment FROM runs WHERE admitted = 0 AND state = 'pending') g \
+             JOIN runs r ON r.id = (SELECT h.id FROM runs h WHERE h.admitted = 0 AND h.state = 'pending' \
+                                      AND h.app = g.app AND h.environment = g.environment \
+                                    ORDER BY h.created_at, h.id LIMIT 1) \
+             ORDER BY created_at, id",
         )
         .fetch_all(&mut *tx)
         .await
@@ -711,7 +745,7 @@ impl Store for SqliteStore {
             return Ok(admission);
         }
         let busy: std::collections::HashSet<(String, String)> = sqlx::query(
-            "SELECT DISTINCT app, environment FROM runs WHERE admitted = 1 AND state NOT IN ('succeeded', 'failed', 'cancelled')",
+            "SELECT DISTINCT app, environment FROM runs WHERE admitted = 1 AND state IN ('pending', 'running', 'waiting')",
         )
         .fetch_all(&mut *tx)
         .await
@@ -764,6 +798,14 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::query("admit run"))?;
+            sqlx::query(
+                "UPDATE steps SET state = 'ready', not_before = ?2 WHERE run_id = ?1 AND state = 'pending' AND needs = '[]'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("start admitted run"))?;
             admission.admitted.push(id.clone());
         }
         tx.commit().await.map_err(StoreError::query("commit admission"))?;
@@ -998,7 +1040,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::query("list holds"))?;
-        Ok(rows.iter().map(decode_hold).collect())
+        rows.iter().map(decode_hold).collect()
     }
 
     async fn upsert_change_request(&self, request: NewChangeRequest<'_>) -> Result<(ChangeRequest, bool), StoreError> {
@@ -1038,7 +1080,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.writer)
             .await
             .map_err(StoreError::query("read change request"))?;
-        Ok((decode_change_request(&row), inserted.rows_affected() == 1))
+        Ok((decode_change_request(&row)?, inserted.rows_affected() == 1))
     }
 
     async fn change_requests(&self, run_id: &str) -> Result<Vec<ChangeRequest>, StoreError> {
@@ -1047,7 +1089,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(StoreError::query("list change requests"))?;
-        Ok(rows.iter().map(decode_change_request).collect())
+        rows.iter().map(decode_change_request).collect()
     }
 
     async fn find_change_request(
@@ -1063,7 +1105,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.writer)
             .await
             .map_err(StoreError::query("find change request"))?;
-        Ok(row.as_ref().map(decode_change_request))
+        row.as_ref().map(decode_change_request).transpose()
     }
 
     async fn set_change_request_state(
@@ -1100,34 +1142,55 @@ impl Store for SqliteStore {
         .map_err(StoreError::query("list last succeeded runs"))?;
         self.decode_runs(&rows).await
     }
-}
 
-/// A run's state follows from its steps' states (a cancelled run stays cancelled).
-pub(crate) fn derive_run_state(current: RunState, started: bool, states: impl Iterator<Item = StepState>) -> RunState {
-    if current == RunState::Cancelled {
-        return RunState::Cancelled;
-    }
-    let (mut failed, mut active, mut waiting, mut unfinished) = (false, false, false, false);
-    for state in states {
-        match state {
-            StepState::Failed => failed = true,
-            StepState::Running | StepState::Ready => active = true,
-            StepState::Waiting => waiting = true,
-            StepState::Pending => unfinished = true,
-            StepState::Succeeded | StepState::Skipped | StepState::Cancelled => {}
+    async fn observe_ref(&self, event: &RefObservation) -> Result<RefOrder, StoreError> {
+        // The single writer connection serializes this transaction with every other write.
+        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let rows = sqlx::query(
+            "SELECT inbox_id, delivery, sha, before_sha, deleted, event_time FROM ref_events \
+             WHERE forge = ?1 AND repo = ?2 AND git_ref = ?3 ORDER BY id DESC LIMIT ?4",
+        )
+        .bind(&event.forge)
+        .bind(&event.repo)
+        .bind(&event.git_ref)
+        .bind(REF_HISTORY as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query("read the ref's events"))?;
+        let history = rows.iter().map(decode_seen).collect::<Result<Vec<_>, _>>()?;
+        let order = judge_ref_event(&history, event);
+        if order == RefOrder::Newest {
+            sqlx::query(
+                "INSERT INTO ref_events (forge, repo, git_ref, inbox_id, delivery, sha, before_sha, deleted, \
+                 event_time, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+                 ON CONFLICT (forge, repo, git_ref, inbox_id) DO NOTHING",
+            )
+            .bind(&event.forge)
+            .bind(&event.repo)
+            .bind(&event.git_ref)
+            .bind(event.inbox_id)
+            .bind(&event.delivery)
+            .bind(&event.sha)
+            .bind(&event.before)
+            .bind(event.deleted)
+            .bind(event.event_time)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("record the ref's event"))?;
+            sqlx::query(
+                "DELETE FROM ref_events WHERE forge = ?1 AND repo = ?2 AND git_ref = ?3 AND id NOT IN ( \
+                 SELECT id FROM ref_events WHERE forge = ?1 AND repo = ?2 AND git_ref = ?3 ORDER BY id DESC LIMIT ?4)",
+            )
+            .bind(&event.forge)
+            .bind(&event.repo)
+            .bind(&event.git_ref)
+            .bind(REF_HISTORY as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("prune the ref's events"))?;
         }
-    }
-    if !started {
-        current
-    } else if active {
-        RunState::Running
-    } else if waiting {
-        RunState::Waiting
-    } else if unfinished {
-        RunState::Running
-    } else if failed {
-        RunState::Failed
-    } else {
-        RunState::Succeeded
+        tx.commit().await.map_err(StoreError::query("commit the ref's event"))?;
+        Ok(order)
     }
 }

@@ -7,4 +7,5 @@ pub mod api;
 pub mod bootstrap;
 pub mod commands;
 pub mod demo;
+pub mod intake_batch;
 pub mod server;

@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use gantry_engine::forge::LocalForge;
-use gantry_engine::store::{DeliveryStatus, Inserted, NewDelivery};
+use gantry_engine::store::Inserted;
 use gantry_engine::{Capabilities, Executor, ExecutorOptions, SqliteStore, StepRegistry, Store};
 use gantry_webhooks::github;
 use gantry_workflows::Config;
@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::api::{ChangeRequestDto, RunDto};
+use crate::intake_batch::{BatchLimits, DeliveryBatcher, ReceivedDelivery};
 
 /// GitHub does not deliver payloads over 25 MB; neither do we accept them.
 pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
@@ -37,13 +38,16 @@ pub struct AppState {
     pub gitlab_tokens: Arc<Vec<Vec<u8>>>,
     /// Wakes the intake loop when a delivery was stored.
     pub intake_wake: Arc<Notify>,
+    /// Stores verified webhook deliveries in batches (group commit).
+    pub deliveries: DeliveryBatcher,
     /// Wakes the executor after an operator action.
     pub executor_wake: Arc<Notify>,
     pages: Arc<Handlebars<'static>>,
 }
 
 impl AppState {
-    /// State for the handlers.
+    /// State for the handlers. Starts the task that writes webhook deliveries, so it must be
+    /// called on a Tokio runtime.
     pub fn new(store: Arc<dyn Store>, github_secrets: Vec<Vec<u8>>, intake_wake: Arc<Notify>) -> Self {
         let mut pages = Handlebars::new();
         pages.set_strict_mode(false);
@@ -54,11 +58,13 @@ impl AppState {
                 tracing::error!(page = name, %error, "status page template does not compile");
             }
         }
+        let deliveries = DeliveryBatcher::start(store.clone(), intake_wake.clone(), BatchLimits::default());
         Self {
             store,
             github_secrets: Arc::new(github_secrets),
             gitlab_tokens: Arc::new(Vec::new()),
             intake_wake,
+            deliveries,
             executor_wake: Arc::new(Notify::new()),
             pages: Arc::new(pages),
         }
@@ -170,7 +176,13 @@ async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: By
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
         return Err(ApiError::BadRequest(format!("malformed JSON body: {error}")));
     }
-    store_delivery(&state, "github", delivery_id, event_type, &body).await
+    let delivery = ReceivedDelivery {
+        source: "github",
+        delivery_id: delivery_id.to_string(),
+        event_type: event_type.to_string(),
+        body,
+    };
+    store_delivery(&state, delivery).await
 }
 
 async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
@@ -189,34 +201,18 @@ async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: By
         &body,
     )
     .map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    store_delivery(&state, "gitlab", &delivery_id, event_type, &body).await
+    let delivery = ReceivedDelivery { source: "gitlab", delivery_id, event_type: event_type.to_string(), body };
+    store_delivery(&state, delivery).await
 }
 
-async fn store_delivery(
-    state: &AppState,
-    source: &str,
-    delivery_id: &str,
-    event_type: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
-    let inserted = state
-        .store
-        .insert_delivery(NewDelivery {
-            source,
-            delivery_id,
-            event_type,
-            body,
-            status: DeliveryStatus::Received,
-            detail: None,
-        })
-        .await?;
-    let (id, duplicate) = match inserted {
+/// Answers 202 once the delivery's inbox row is committed (with the other deliveries of its
+/// batch); the batch writer wakes the intake loop.
+async fn store_delivery(state: &AppState, delivery: ReceivedDelivery) -> Result<Response, ApiError> {
+    let delivery_id = delivery.delivery_id.clone();
+    let (id, duplicate) = match state.deliveries.insert(delivery).await? {
         Inserted::New(id) => (id, false),
         Inserted::Duplicate(id) => (id, true),
     };
-    if !duplicate {
-        state.intake_wake.notify_one();
-    }
     let body = json!({ "delivery": delivery_id, "inbox_id": id, "duplicate": duplicate });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
@@ -299,20 +295,36 @@ pub struct ServeOptions {
     pub github_secrets: Vec<Vec<u8>>,
     /// GitLab webhook tokens (`GANTRY_GITLAB_TOKEN`, comma-separated); empty = GitLab disabled.
     pub gitlab_tokens: Vec<Vec<u8>>,
+    /// Database URL (`sqlite://…`, `postgres://…`); `None` = `gantry.db` in the data directory.
+    pub database_url: Option<String>,
     /// Executor tuning.
     pub executor: ExecutorOptions,
+    /// Base URL for links to runs (`--public-url`); `None` = `http://<listen address>`.
+    pub public_url: Option<String>,
 }
 
 /// Opens the store, starts intake and executor, and serves HTTP until Ctrl-C.
 pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&options.data_dir.join("gantry.db")).await?);
+    let store: Arc<dyn Store> = match &options.database_url {
+        Some(url) => gantry_engine::store::open(url).await?,
+        None => Arc::new(SqliteStore::open(&options.data_dir.join("gantry.db")).await?),
+    };
     let listener = tokio::net::TcpListener::bind(options.listen).await?;
     let address = listener.local_addr()?;
-    let status_url = format!("http://{address}");
-    let forge = Arc::new(LocalForge::new(store.clone()).with_mirrors(options.data_dir.join("mirrors")));
-    let capabilities =
-        Arc::new(Capabilities::new(&options.data_dir, forge, Some(status_url)).with_config_dir(&options.config_dir));
+    let status_url = options.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let repos = Arc::new(gantry_engine::repos::RepoCatalog::from_config(&options.config, &options.data_dir));
+    let forge = Arc::new(
+        LocalForge::new(store.clone()).with_mirrors(options.data_dir.join("mirrors")).with_repos(repos.clone()),
+    );
+    let registry_specs: Vec<_> = options.config.registries.iter().map(|(spec, _)| spec.clone()).collect();
+    let capabilities = Arc::new(
+        Capabilities::new(&options.data_dir, forge, Some(status_url))
+            .with_config_dir(&options.config_dir)
+            .with_registries(&registry_specs)
+            .with_repos(repos)
+            .with_history(Arc::new(gantry_engine::history::StoreHistory::new(store.clone()))),
+    );
     let executor_wake = Arc::new(Notify::new());
     let intake_wake = Arc::new(Notify::new());
     let executor = Arc::new(Executor::new(

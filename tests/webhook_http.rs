@@ -79,6 +79,31 @@ async fn missing_or_wrong_signatures_get_401_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn a_secret_rotated_out_of_the_list_gets_401_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap());
+    let (old, new) = (b"secret before the rotation".to_vec(), b"secret after the rotation".to_vec());
+    let body = push_fixture();
+    let signed_with = |secret: &[u8], delivery: &str| {
+        request("push", delivery, Some(gantry_webhooks::github::sign(secret, &body)), body.clone())
+    };
+    let status = |secrets: Vec<Vec<u8>>, request: Request<Body>| {
+        let app = router(AppState::new(store.clone(), secrets, Arc::new(Notify::new())));
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    // While rotating, both secrets are configured and both work.
+    assert_eq!(status(vec![old.clone(), new.clone()], signed_with(&old, "d-rotating-old")).await, StatusCode::ACCEPTED);
+    assert_eq!(status(vec![old.clone(), new.clone()], signed_with(&new, "d-rotating-new")).await, StatusCode::ACCEPTED);
+    // Once the old one is rotated out, a delivery still signed with it is refused.
+    assert_eq!(status(vec![new.clone()], signed_with(&old, "d-stale")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(vec![new.clone()], signed_with(&new, "d-current")).await, StatusCode::ACCEPTED);
+    assert_eq!(store.delivery_status("github", "d-stale").await.unwrap(), None, "d-stale must not be stored");
+    let stored: Vec<String> =
+        store.received_deliveries(10).await.unwrap().into_iter().map(|delivery| delivery.delivery_id).collect();
+    assert_eq!(stored, ["d-rotating-old", "d-rotating-new", "d-current"]);
+}
+
+#[tokio::test]
 async fn bodies_over_25_mib_get_413() {
     let h = harness().await;
     let body = vec![b' '; MAX_WEBHOOK_BODY + 1];

@@ -3,14 +3,22 @@
 //! The HTTP handler only verifies and stores a delivery; this loop parses it, matches the
 //! triggers and creates the runs in the same transaction that marks the delivery processed,
 //! so a crash at any point neither loses a delivery nor starts its promotions twice.
+//!
+//! Before planning, a push, tag or deletion is put in order with the earlier events of its
+//! ref ([`Store::observe_ref`]): one older than the newest already seen (or a deletion of a
+//! branch already deleted) is recorded as ignored with the reason and starts nothing, so a
+//! late delivery never moves an environment back to an older commit. Among the runs that do
+//! start, a newer one for the same app and environment supersedes queued older ones at
+//! admission.
 
 use std::sync::Arc;
 
-use gantry_webhooks::{EventKind, Parsed, github, gitlab};
+use gantry_webhooks::{EventKind, Forge, GitEvent, Parsed, RefKind, github, gitlab};
 use gantry_workflows::Config;
 
 use crate::error::StoreError;
-use crate::store::{DeliveryStatus, Store};
+use crate::model::Delivery;
+use crate::store::{DeliveryStatus, RefObservation, RefOrder, Store};
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,23 +48,32 @@ pub async fn process_inbox(store: &Arc<dyn Store>, config: &Config) -> Result<Ve
             if let Ok(Parsed::Event(event)) = &parsed {
                 wake_waiting_steps(store, event).await?;
             }
-            let (status, detail, plans) = match parsed {
-                Ok(Parsed::Event(event)) => match gantry_workflows::plan(config, &event) {
-                    Ok(plans) if plans.is_empty() => (
-                        DeliveryStatus::Processed,
-                        Some(format!(
-                            "no trigger matches {:?} {} of {}",
-                            event.kind,
-                            event.ref_name.as_deref().unwrap_or("-"),
-                            event.repo
-                        )),
-                        plans,
-                    ),
+            let order = match &parsed {
+                Ok(Parsed::Event(event)) => match ref_observation(&delivery, event) {
+                    Some(observation) => Some(store.observe_ref(&observation).await?),
+                    None => None,
+                },
+                _ => None,
+            };
+            let (status, detail, plans) = match (parsed, order) {
+                (Ok(Parsed::Event(_)), Some(RefOrder::Older { reason })) => {
+                    tracing::info!(delivery = %delivery.delivery_id, %reason, "older event ignored");
+                    (DeliveryStatus::Ignored, Some(format!("older than what gantry has seen: {reason}")), Vec::new())
+                }
+                // A branch deleted twice (GitHub's `delete` and `push` for one deletion) ends its
+                // preview once; the same commit pushed again is promoted again, as asked.
+                (Ok(Parsed::Event(event)), Some(RefOrder::Repeat { reason })) if event.kind == EventKind::Delete => {
+                    (DeliveryStatus::Ignored, Some(format!("nothing new: {reason}")), Vec::new())
+                }
+                (Ok(Parsed::Event(event)), _) => match gantry_workflows::plan(config, &event) {
+                    Ok(plans) if plans.is_empty() => {
+                        (DeliveryStatus::Processed, Some(no_match_detail(config, &event)), plans)
+                    }
                     Ok(plans) => (DeliveryStatus::Processed, None, plans),
                     Err(error) => (DeliveryStatus::Failed, Some(format!("plan: {error}")), Vec::new()),
                 },
-                Ok(Parsed::Ignored { reason, .. }) => (DeliveryStatus::Ignored, Some(reason), Vec::new()),
-                Err(error) => (DeliveryStatus::Failed, Some(error), Vec::new()),
+                (Ok(Parsed::Ignored { reason, .. }), _) => (DeliveryStatus::Ignored, Some(reason), Vec::new()),
+                (Err(error), _) => (DeliveryStatus::Failed, Some(error), Vec::new()),
             };
             let runs = store.complete_delivery(delivery.id, status, detail.as_deref(), &plans).await?;
             for run in &runs {
@@ -64,6 +81,66 @@ pub async fn process_inbox(store: &Arc<dyn Store>, config: &Config) -> Result<Ve
             }
             done.push(Intake { delivery: delivery.id, status, runs });
         }
+    }
+}
+
+/// The ref event `event` is, for ordering; `None` for events about no ref, or that name
+/// neither a commit nor a deletion (GitHub's `create`: the push that follows carries the commit).
+fn ref_observation(delivery: &Delivery, event: &GitEvent) -> Option<RefObservation> {
+    let name = event.ref_name.as_deref()?;
+    let deleted = match event.kind {
+        EventKind::Push | EventKind::Tag => event.deleted,
+        EventKind::Delete => true,
+        _ => return None,
+    };
+    if !deleted && event.sha.is_none() {
+        return None;
+    }
+    let git_ref = match event.ref_kind? {
+        RefKind::Branch => format!("refs/heads/{name}"),
+        RefKind::Tag => format!("refs/tags/{name}"),
+    };
+    Some(RefObservation {
+        forge: match event.forge {
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+        }
+        .to_string(),
+        repo: event.repo.to_lowercase(),
+        git_ref,
+        inbox_id: delivery.id,
+        delivery: delivery.delivery_id.clone(),
+        sha: if deleted { None } else { event.sha.clone() },
+        before: event.before.clone(),
+        deleted,
+        event_time: event.timestamp.map(|time| time.timestamp_millis()),
+    })
+}
+
+/// Why an event started nothing, trigger by trigger, for the delivery log.
+fn no_match_detail(config: &Config, event: &GitEvent) -> String {
+    let what = format!("{} {} of {}", kind_name(event.kind), event.ref_name.as_deref().unwrap_or("-"), event.repo);
+    let checks = gantry_workflows::explain(config, event);
+    if checks.is_empty() {
+        return format!("no trigger matches {what}: no app has source_repo {}", event.repo);
+    }
+    let reasons: Vec<String> = checks
+        .iter()
+        .map(|check| format!("{} {}: {}", check.app, check.trigger, check.reason.as_deref().unwrap_or("matched")))
+        .collect();
+    format!("no trigger matches {what} ({})", reasons.join("; "))
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Push => "push",
+        EventKind::Tag => "tag",
+        EventKind::Delete => "deletion",
+        EventKind::Merge => "merge",
+        EventKind::Ping => "ping",
+        EventKind::Package => "package",
+        EventKind::Ci => "ci run",
+        EventKind::Other => "event",
     }
 }
 

@@ -4,11 +4,15 @@
 //! `/hooks/github` and `/hooks/gitlab`, and matched against the configuration. Nothing is
 //! stored, pushed or tagged. Three output formats:
 //!
-//! - `json` (default): `{"event": {…}, "runs": [{…}, …]}`. `event` is the normalized event
-//!   (`forge`, `repo`, `kind`, `ref`, `sha`, `deleted`, `merged`, `actor`, …) plus the
-//!   `event_type` it was read as; an event gantry ignores has `kind: "other"` and says why in
-//!   `ignored`. Each run is a whole plan (`app`, `environment`, `pipeline`, `steps` with their
-//!   `name`, `kind` and `needs`, …), which `gantry step --plan` reads back.
+//! - `json` (default): `{"event": {…}, "triggers": [{…}, …], "runs": [{…}, …]}`. `event` is
+//!   the normalized event (`forge`, `repo`, `kind`, `ref`, `sha`, `deleted`, `merged`, `actor`,
+//!   `changed_paths`, …) plus the `event_type` it was read as; an event gantry ignores has
+//!   `kind: "other"` and says why in `ignored`. `triggers` holds every trigger of the apps of
+//!   the event's repository with its verdict: `matched`, and the `reason` it did not match
+//!   (a ref glob, forge, actor or path filter) or the `notes` of what a match assumed. Each run
+//!   is a whole plan (`app`, `environment`, `pipeline`, `steps` with their `name`, `kind` and
+//!   `needs`, `notes`, and `action: remove-preview` for a deleted branch's preview, …), which
+//!   `gantry step --plan` reads back.
 //! - `dot`: one Graphviz digraph, a cluster per run (`… | dot -Tsvg > plan.svg`).
 //! - `argo`: one Argo Workflows `Workflow` per run, as a multi-document YAML stream
 //!   (`… | kubectl create -f -` or `argo submit -`); nothing at all when no run starts.
@@ -87,12 +91,13 @@ pub fn run(args: &PlanArgs, config: &Config, out: &mut impl Write) -> anyhow::Re
     }
     .with_context(|| format!("parse the event as a {} `{event_type}` delivery", args.forge.name()))?;
 
-    let (event, plans) = match parsed {
+    let (event, triggers, plans) = match parsed {
         Parsed::Event(event) => {
             let plans = gantry_workflows::plan(config, &event).context("plan the runs the event starts")?;
+            let triggers = gantry_workflows::explain(config, &event);
             let mut value = serde_json::to_value(&event).context("describe the event")?;
             value["event_type"] = json!(event_type);
-            (value, plans)
+            (value, triggers, plans)
         }
         Parsed::Ignored { event_type, reason } => {
             let value = json!({
@@ -107,13 +112,13 @@ pub fn run(args: &PlanArgs, config: &Config, out: &mut impl Write) -> anyhow::Re
                 "actor": null,
                 "ignored": reason,
             });
-            (value, Vec::new())
+            (value, Vec::new(), Vec::new())
         }
     };
 
     let text = match args.format {
         Format::Json => {
-            let document = json!({ "event": event, "runs": plans });
+            let document = json!({ "event": event, "triggers": triggers, "runs": plans });
             let mut text = serde_json::to_string_pretty(&document).context("render the plan")?;
             text.push('\n');
             text

@@ -184,6 +184,12 @@ pub struct GitEvent {
     /// duplicates; empty when the forge did not say. Forges truncate long commit lists, so this
     /// is a hint for path filters, not an exhaustive diff.
     pub changed_paths: Vec<String>,
+    /// Whether [`GitEvent::changed_paths`] covers every commit of the push: false when the
+    /// payload listed no commits (a new branch at an existing commit, a tag) or fewer than the
+    /// push holds (the forge truncated the list). Path filters match conservatively when it is
+    /// false. Absent from events stored before the field existed, hence the serde default.
+    #[serde(default)]
+    pub changed_paths_complete: bool,
     /// The package a [`EventKind::Package`] event published. Absent from events stored before
     /// the field existed, hence the serde default.
     #[serde(default)]
@@ -211,6 +217,7 @@ impl GitEvent {
             change_request: None,
             timestamp: None,
             changed_paths: Vec::new(),
+            changed_paths_complete: false,
             package: None,
             ci: None,
         }

@@ -189,6 +189,11 @@ fn sender(payload: &Payload<'_>) -> Result<Option<String>, ParseError> {
     Ok(payload.optional_nonempty_str("sender.login")?.map(str::to_owned))
 }
 
+/// The most commits a GitHub push payload lists.
+const MAX_LISTED_COMMITS: usize = 2048;
+/// The most changed files a GitHub push payload lists for one commit.
+const MAX_LISTED_FILES_PER_COMMIT: usize = 3000;
+
 /// Normalizes a `push` delivery: a branch push, a tag push, or the deletion of either.
 fn parse_push(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
     let full_ref = payload.required_str("ref")?;
@@ -221,6 +226,12 @@ fn parse_push(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
     };
     let actor = payload.first_nonempty_str(&["pusher.name", "sender.login"])?;
     let timestamp = payload.first_timestamp(&["head_commit.timestamp", "repository.pushed_at"])?;
+    let changed = payload.changed_paths("commits")?;
+    // GitHub lists at most 2048 commits of a push and at most 3000 files of one commit; a list
+    // at either limit may have been cut.
+    let changed_paths_complete = changed.commits > 0
+        && changed.commits < MAX_LISTED_COMMITS
+        && changed.most_files_in_a_commit < MAX_LISTED_FILES_PER_COMMIT;
 
     Ok(Parsed::Event(GitEvent {
         ref_kind: Some(ref_kind),
@@ -230,7 +241,8 @@ fn parse_push(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
         deleted,
         actor: actor.map(str::to_owned),
         timestamp,
-        changed_paths: payload.changed_paths("commits")?,
+        changed_paths: changed.paths,
+        changed_paths_complete,
         ..GitEvent::new(Forge::Github, kind, repo)
     }))
 }
@@ -674,6 +686,18 @@ mod tests {
         ]);
         let event = parse_event("push", &payload);
         assert_eq!(event.changed_paths, ["a.txt", "b.txt", "c/d.yaml", "old.txt"]);
+        assert!(event.changed_paths_complete);
+    }
+
+    #[test]
+    fn changed_paths_at_the_listing_limits_may_be_incomplete() {
+        let mut payload = minimal_push("refs/heads/main");
+        assert!(!parse_event("push", &payload).changed_paths_complete, "no commits listed");
+        payload["commits"] = json!(vec![json!({ "modified": ["a.txt"] }); MAX_LISTED_COMMITS]);
+        assert!(!parse_event("push", &payload).changed_paths_complete, "as many commits as GitHub lists");
+        let files: Vec<String> = (0..MAX_LISTED_FILES_PER_COMMIT).map(|i| format!("f{i}")).collect();
+        payload["commits"] = json!([{ "added": files, "modified": [], "removed": [] }]);
+        assert!(!parse_event("push", &payload).changed_paths_complete, "as many files as GitHub lists");
     }
 
     #[test]

@@ -220,6 +220,10 @@ fn parse_push(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
         Some(sha) => commit_timestamp(payload, sha)?,
         None => None,
     };
+    // GitLab lists at most the 20 newest commits of a push and says how many it holds.
+    let changed = payload.changed_paths("commits")?;
+    let total_commits = payload.optional_u64("total_commits_count")?;
+    let changed_paths_complete = changed.commits > 0 && total_commits == Some(changed.commits as u64);
 
     Ok(Parsed::Event(GitEvent {
         ref_kind: Some(ref_kind),
@@ -229,7 +233,8 @@ fn parse_push(payload: &Payload<'_>) -> Result<Parsed, ParseError> {
         deleted,
         actor: actor.map(str::to_owned),
         timestamp,
-        changed_paths: payload.changed_paths("commits")?,
+        changed_paths: changed.paths,
+        changed_paths_complete,
         ..GitEvent::new(Forge::Gitlab, kind, repo)
     }))
 }
@@ -538,6 +543,11 @@ mod tests {
         assert_eq!(event.before.as_deref(), Some(OTHER));
         assert_eq!(event.actor.as_deref(), Some("jsmith"));
         assert_eq!(event.changed_paths, ["a", "b"]);
+        assert!(!event.changed_paths_complete, "the payload does not say how many commits the push holds");
+        payload["total_commits_count"] = json!(2);
+        assert!(parse_event("Push Hook", &payload).changed_paths_complete);
+        payload["total_commits_count"] = json!(25);
+        assert!(!parse_event("Push Hook", &payload).changed_paths_complete, "GitLab listed 2 of 25 commits");
         assert_eq!(event.timestamp.map(|t| t.to_rfc3339()), Some("2012-01-03T21:36:29+00:00".to_owned()));
     }
 

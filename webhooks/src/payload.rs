@@ -172,18 +172,23 @@ impl<'a> Payload<'a> {
     }
 
     /// The union of the `added`, `modified` and `removed` paths of the commits listed at
-    /// `path`, sorted and without duplicates. GitHub and GitLab describe commits the same way.
-    pub(crate) fn changed_paths(&self, path: &str) -> Result<Vec<String>, ParseError> {
+    /// `path`, sorted and without duplicates, with what a caller needs to judge whether the
+    /// list is whole. GitHub and GitLab describe commits the same way.
+    pub(crate) fn changed_paths(&self, path: &str) -> Result<ChangedPaths, ParseError> {
         let mut paths = BTreeSet::new();
-        for (index, commit) in self.optional_array(path)?.iter().enumerate() {
+        let commits = self.optional_array(path)?;
+        let mut most_files = 0;
+        for (index, commit) in commits.iter().enumerate() {
             let Value::Object(commit) = commit else {
                 return Err(self.invalid(&format!("{path}[{index}]"), "is not an object"));
             };
+            let mut files = 0;
             for list in ["added", "modified", "removed"] {
                 let field = || format!("{path}[{index}].{list}");
                 match commit.get(list) {
                     None | Some(Value::Null) => {}
                     Some(Value::Array(entries)) => {
+                        files += entries.len();
                         for entry in entries {
                             let Value::String(changed) = entry else {
                                 return Err(self.invalid(&field(), "holds a value that is not a string"));
@@ -194,8 +199,13 @@ impl<'a> Payload<'a> {
                     Some(_) => return Err(self.invalid(&field(), "is not an array")),
                 }
             }
+            most_files = most_files.max(files);
         }
-        Ok(paths.into_iter().collect())
+        Ok(ChangedPaths {
+            paths: paths.into_iter().collect(),
+            commits: commits.len(),
+            most_files_in_a_commit: most_files,
+        })
     }
 
     pub(crate) fn missing(&self, field: &str) -> ParseError {
@@ -209,6 +219,17 @@ impl<'a> Payload<'a> {
             reason: reason.to_owned(),
         }
     }
+}
+
+/// The files a push's listed commits touch, and how much the list holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangedPaths {
+    /// Changed paths, sorted, without duplicates.
+    pub(crate) paths: Vec<String>,
+    /// Commits listed.
+    pub(crate) commits: usize,
+    /// The most files one listed commit names (added, modified and removed together).
+    pub(crate) most_files_in_a_commit: usize,
 }
 
 /// Parses the timestamp forms listed on [`Payload::optional_timestamp`].

@@ -1,14 +1,20 @@
 //! Trigger matching: a normalized event in, the promotions it starts out.
 
-use gantry_webhooks::{EventKind, GitEvent, RefKind};
+use gantry_webhooks::GitEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    Concurrency, Config, EnvironmentSpec, ForgeKind, PipelineSpec, PromotionMode, TriggerOn, parse_duration,
+    AppSpec, Concurrency, Config, EnvironmentSpec, ForgeKind, PipelineSpec, PreviewSpec, PromotionMode, TriggerOn,
+    parse_duration,
 };
 use crate::dag;
 use crate::error::TemplateError;
 use crate::template::{self, Vars};
+use crate::trigger::{self, Candidate, Verdict};
+
+/// The step kind that removes a preview environment; the engine provides it, and validation
+/// checks that it does when an environment has previews.
+pub const REMOVE_PREVIEW_KIND: &str = "remove-preview";
 
 /// The image a promotion moves, as found by its CI tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +51,42 @@ pub struct EnvironmentTarget {
     /// Policy for queued promotions into this environment.
     #[serde(default)]
     pub concurrency: Concurrency,
+    /// The preview this target is, when it is one; `environment` is then the preview's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewTarget>,
+}
+
+/// A preview instance of an environment: a directory of its config repo, for one branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewTarget {
+    /// The environment it is a preview of.
+    pub environment: String,
+    /// The branch it shows.
+    pub branch: String,
+    /// The branch name made safe (see [`crate::trigger::slug`]).
+    pub slug: String,
+    /// Its directory in the config repo.
+    pub directory: String,
+    /// Directory of the config repo that a new preview's files are copied from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// What a run does to its environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanAction {
+    /// Promote the artifact into it.
+    #[default]
+    Promote,
+    /// Remove the preview environment (its branch was deleted); no artifact moves.
+    RemovePreview,
+}
+
+impl PlanAction {
+    fn is_promote(&self) -> bool {
+        *self == PlanAction::Promote
+    }
 }
 
 /// One step of a planned run.
@@ -95,79 +137,192 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// The event that started it.
     pub event: GitEvent,
+    /// What the run does; a promotion unless it removes a preview.
+    #[serde(default, skip_serializing_if = "PlanAction::is_promote")]
+    pub action: PlanAction,
+    /// What trigger matching assumed, e.g. that a push whose payload lists no files changed a
+    /// path the trigger watches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
-/// Every promotion `event` starts under `config` (none for events that trigger nothing).
+/// Every run `event` starts under `config` (none for events that trigger nothing): a promotion
+/// per matching trigger of every app whose source repository sent it, or, for a deleted
+/// branch, the removal of each preview that its preview triggers made. Why each trigger did
+/// or did not match is [`crate::trigger::explain`].
 pub fn plan(config: &Config, event: &GitEvent) -> Result<Vec<Plan>, TemplateError> {
-    let (on, name) = match (event.kind, event.ref_kind, event.ref_name.as_deref(), event.deleted) {
-        (EventKind::Push, Some(RefKind::Branch), Some(name), false) => (TriggerOn::Branch, name),
-        (EventKind::Tag, Some(RefKind::Tag), Some(name), false) => (TriggerOn::Tag, name),
-        _ => return Ok(Vec::new()),
-    };
-    let Some(sha) = event.sha.as_deref() else {
-        return Ok(Vec::new());
-    };
-    let sha7 = &sha[..sha.len().min(7)];
     let mut plans = Vec::new();
-    for (app, _) in &config.apps {
-        if !app.source_repo.eq_ignore_ascii_case(&event.repo) {
-            continue;
-        }
-        let (Some(pipeline), Some(registry)) = (config.pipeline(&app.pipeline), config.registry(&app.registry)) else {
+    for candidate in trigger::candidates(config, event) {
+        let Verdict::Match { notes } = &candidate.verdict else {
             continue;
         };
-        for trigger in &pipeline.triggers {
-            if trigger.on != on || !glob_matches(&trigger.pattern, name) {
-                continue;
-            }
-            let Some(env) = config.environment(&trigger.environment) else {
-                continue;
-            };
-            let (branch, tag) = match on {
-                TriggerOn::Branch => (Some(name), None),
-                TriggerOn::Tag => (None, Some(name)),
-            };
-            let vars = Vars::new()
-                .set("app", Some(&app.name))
-                .set("env", Some(&env.name))
-                .set("sha", Some(sha))
-                .set("sha7", Some(sha7))
-                .set("branch", branch)
-                .set("tag", tag)
-                .set("ref", Some(name));
-            let artifact_tag = template::render(&trigger.artifact_tag, &vars)?;
-            let version = match &trigger.version {
-                Some(version) => template::render(version, &vars)?,
-                None => artifact_tag.clone(),
-            };
-            let artifact = ArtifactRef {
-                registry: registry.name.clone(),
-                registry_url: registry.url.clone(),
-                repository: app.repository.clone(),
-                tag: artifact_tag,
-            };
-            let trigger_name = format!(
-                "{} {}",
-                match on {
-                    TriggerOn::Branch => "branch",
-                    TriggerOn::Tag => "tag",
-                },
-                trigger.pattern
-            );
-            let wait_ms = parse_duration(&trigger.artifact_wait).map(|d| d.as_millis() as u64).unwrap_or(600_000);
-            plans.push(build_plan(app, env, pipeline, trigger_name, artifact, wait_ms, version, event, &vars)?);
+        if let Some(plan) = plan_candidate(config, &candidate, notes, event)? {
+            plans.push(plan);
         }
     }
     Ok(plans)
 }
 
-/// The plan for promoting what `previous` promoted into `env`, next in the environment graph.
-pub fn follow_up(config: &Config, previous: &Plan, env: &EnvironmentSpec) -> Result<Option<Plan>, TemplateError> {
-    let (Some(app), Some(pipeline)) =
-        (config.app(&previous.app), config.app(&previous.app).and_then(|a| config.pipeline(&a.pipeline)))
-    else {
+fn plan_candidate(
+    config: &Config,
+    candidate: &Candidate<'_>,
+    notes: &[String],
+    event: &GitEvent,
+) -> Result<Option<Plan>, TemplateError> {
+    let (app, trigger_spec) = (candidate.app, candidate.trigger);
+    let Ok(target) = trigger::ref_event(event) else {
         return Ok(None);
     };
+    let (Some(env), Some(registry)) = (candidate.environment, config.registry(&app.registry)) else {
+        return Ok(None);
+    };
+    let pipeline = match &trigger_spec.pipeline {
+        Some(name) => config.pipeline(name),
+        None => Some(candidate.pipeline),
+    };
+    let Some(pipeline) = pipeline else {
+        return Ok(None);
+    };
+    let preview = match (trigger_spec.preview, env.previews.as_ref()) {
+        (true, Some(previews)) => Some(preview_target(app, env, previews, target.name)?),
+        (true, None) => return Ok(None),
+        (false, _) => None,
+    };
+    let trigger_name = candidate.description();
+    if target.deleted {
+        let Some(preview) = preview else {
+            return Ok(None);
+        };
+        return removal_plan(app, registry, env, pipeline, trigger_name, preview, event).map(Some);
+    }
+    let Some(sha) = target.sha else {
+        return Ok(None);
+    };
+    let sha7 = &sha[..sha.len().min(7)];
+    let (branch, tag) = match target.on {
+        TriggerOn::Branch => (Some(target.name), None),
+        TriggerOn::Tag => (None, Some(target.name)),
+    };
+    let slug = trigger::slug(target.name);
+    let vars = Vars::new()
+        .set("app", Some(&app.name))
+        .set("env", Some(&env.name))
+        .set("sha", Some(sha))
+        .set("sha7", Some(sha7))
+        .set("branch", branch)
+        .set("tag", tag)
+        .set("ref", Some(target.name))
+        .set("slug", Some(&slug));
+    let artifact_tag = template::render(&trigger_spec.artifact_tag, &vars)?;
+    let version = match &trigger_spec.version {
+        Some(version) => template::render(version, &vars)?,
+        None => artifact_tag.clone(),
+    };
+    let artifact = ArtifactRef {
+        registry: registry.name.clone(),
+        registry_url: registry.url.clone(),
+        repository: app.repository.clone(),
+        tag: artifact_tag,
+    };
+    let wait_ms = parse_duration(&trigger_spec.artifact_wait).map(|d| d.as_millis() as u64).unwrap_or(600_000);
+    let mut plan = build_plan(app, env, preview, pipeline, trigger_name, artifact, wait_ms, version, event, &vars)?;
+    plan.notes = notes.to_vec();
+    Ok(Some(plan))
+}
+
+/// The preview of `env` for `branch`, with its paths rendered for `app`.
+fn preview_target(
+    app: &AppSpec,
+    env: &EnvironmentSpec,
+    previews: &PreviewSpec,
+    branch: &str,
+) -> Result<PreviewTarget, TemplateError> {
+    let slug = trigger::slug(branch);
+    let vars = Vars::new().set("app", Some(&app.name)).set("env", Some(&env.name)).set("slug", Some(&slug));
+    let directory = template::render(&previews.directory, &vars)?.trim_end_matches('/').to_string();
+    let template = previews.template.as_deref().map(|t| template::render(t, &vars)).transpose()?;
+    Ok(PreviewTarget {
+        environment: env.name.clone(),
+        branch: branch.to_string(),
+        slug,
+        directory,
+        template: template.map(|t| t.trim_end_matches('/').to_string()),
+    })
+}
+
+/// The run that removes `preview` through a change request: one step, no artifact.
+fn removal_plan(
+    app: &AppSpec,
+    registry: &crate::config::RegistrySpec,
+    env: &EnvironmentSpec,
+    pipeline: &PipelineSpec,
+    trigger: String,
+    preview: PreviewTarget,
+    event: &GitEvent,
+) -> Result<Plan, TemplateError> {
+    let name = trigger::preview_name(&env.name, &preview.slug);
+    let path = preview_file(app, env, &preview)?;
+    let yaml_path = env.previews.as_ref().and_then(|p| p.yaml_path.clone());
+    Ok(Plan {
+        app: app.name.clone(),
+        environment: name.clone(),
+        pipeline: pipeline.name.clone(),
+        trigger,
+        artifact: ArtifactRef {
+            registry: registry.name.clone(),
+            registry_url: registry.url.clone(),
+            repository: app.repository.clone(),
+            tag: String::new(),
+        },
+        artifact_wait_ms: 0,
+        version: String::new(),
+        target: EnvironmentTarget {
+            environment: name,
+            repo_url: env.config_repo.url.clone(),
+            branch: env.config_repo.branch.clone(),
+            path,
+            yaml_path,
+            image_name: app.image_name().to_string(),
+            tag: String::new(),
+            forge: env.config_repo.forge,
+            concurrency: env.concurrency,
+            preview: Some(preview),
+        },
+        steps: vec![PlannedStep {
+            name: REMOVE_PREVIEW_KIND.to_string(),
+            kind: REMOVE_PREVIEW_KIND.to_string(),
+            needs: Vec::new(),
+            with: serde_json::Value::Null,
+            condition: None,
+            max_attempts: None,
+            backoff_ms: None,
+            timeout_ms: None,
+        }],
+        event: event.clone(),
+        action: PlanAction::RemovePreview,
+        notes: Vec::new(),
+    })
+}
+
+/// The file a promotion into `preview` edits: the preview's `file` inside its directory.
+fn preview_file(app: &AppSpec, env: &EnvironmentSpec, preview: &PreviewTarget) -> Result<String, TemplateError> {
+    let file = env.previews.as_ref().map(|p| p.file.as_str()).unwrap_or("kustomization.yaml");
+    let vars = Vars::new().set("app", Some(&app.name)).set("env", Some(&env.name));
+    Ok(format!("{}/{}", preview.directory, template::render(file, &vars)?.trim_start_matches('/')))
+}
+
+/// The plan for promoting what `previous` promoted into `env`, next in the environment graph.
+pub fn follow_up(config: &Config, previous: &Plan, env: &EnvironmentSpec) -> Result<Option<Plan>, TemplateError> {
+    // The pipeline the previous run went through (a trigger may have chosen one other than
+    // the app's), so that an expedited path keeps its mandatory steps all the way.
+    let app = config.app(&previous.app);
+    let pipeline = config.pipeline(&previous.pipeline).or_else(|| app.and_then(|a| config.pipeline(&a.pipeline)));
+    let (Some(app), Some(pipeline)) = (app, pipeline) else {
+        return Ok(None);
+    };
+    if previous.action != PlanAction::Promote || previous.target.preview.is_some() {
+        return Ok(None);
+    }
     let event = &previous.event;
     let sha = event.sha.as_deref().unwrap_or_default();
     let (branch, tag) = match event.ref_kind {
@@ -181,11 +336,13 @@ pub fn follow_up(config: &Config, previous: &Plan, env: &EnvironmentSpec) -> Res
         .set("sha7", Some(&sha[..sha.len().min(7)]))
         .set("branch", branch)
         .set("tag", tag)
-        .set("ref", event.ref_name.as_deref());
+        .set("ref", event.ref_name.as_deref())
+        .set("slug", event.ref_name.as_deref().map(trigger::slug).as_deref());
     let trigger = format!("after {}", previous.environment);
     build_plan(
         app,
         env,
+        None,
         pipeline,
         trigger,
         previous.artifact.clone(),
@@ -209,8 +366,9 @@ pub fn next_environments<'a>(config: &'a Config, environment: &str) -> Vec<&'a E
 
 #[allow(clippy::too_many_arguments)]
 fn build_plan(
-    app: &crate::config::AppSpec,
+    app: &AppSpec,
     env: &EnvironmentSpec,
+    preview: Option<PreviewTarget>,
     pipeline: &PipelineSpec,
     trigger: String,
     artifact: ArtifactRef,
@@ -220,39 +378,41 @@ fn build_plan(
     vars: &Vars,
 ) -> Result<Plan, TemplateError> {
     let vars = vars.clone().set("version", Some(&version));
-    let env_tag = template::render(&env.tag_template, &vars)?;
-    let path = template::render(&env.config_repo.path, &vars)?;
+    // A preview is an environment of its own: `{env}` in its tags is the preview's name.
+    let name = match &preview {
+        Some(preview) => trigger::preview_name(&env.name, &preview.slug),
+        None => env.name.clone(),
+    };
+    let env_tag = template::render(&env.tag_template, &vars.clone().set("env", Some(&name)))?;
+    let (path, yaml_path) = match &preview {
+        Some(preview) => (preview_file(app, env, preview)?, env.previews.as_ref().and_then(|p| p.yaml_path.clone())),
+        None => (template::render(&env.config_repo.path, &vars)?, env.config_repo.yaml_path.clone()),
+    };
     Ok(Plan {
         app: app.name.clone(),
-        environment: env.name.clone(),
+        environment: name.clone(),
         pipeline: pipeline.name.clone(),
         trigger,
         artifact,
         artifact_wait_ms,
         version: version.clone(),
         target: EnvironmentTarget {
-            environment: env.name.clone(),
+            environment: name,
             repo_url: env.config_repo.url.clone(),
             branch: env.config_repo.branch.clone(),
             path,
-            yaml_path: env.config_repo.yaml_path.clone(),
+            yaml_path,
             image_name: app.image_name().to_string(),
             tag: env_tag,
             forge: env.config_repo.forge,
             concurrency: env.concurrency,
+            preview,
         },
         steps: steps_for(pipeline, &env.name),
         event: event.clone(),
+        action: PlanAction::Promote,
+        notes: Vec::new(),
     })
-}
-
-fn glob_matches(pattern: &str, name: &str) -> bool {
-    // `*` must not cross `/` so that `feature/*` does not match `feature/a/b` unless asked to.
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .build()
-        .map(|glob| glob.compile_matcher().is_match(name))
-        .unwrap_or(false)
 }
 
 /// The pipeline's steps that run in `environment`, in topological order; a step left out

@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
-# Benchmarks promotion by digest: `gantry retag` / `gantry copy` against `skopeo copy`, in one
-# run, on the same docker-registry on loopback.
+# Benchmarks promotion by digest: `gantry retag` / `gantry copy` against `skopeo copy`, on the same
+# docker-registry on loopback.
 #
 # For a 1 MiB and a 1 GiB image (one layer of random bytes, built here as an OCI layout):
 #   - same-repository retag:  app:v1 -> app:<new tag>
-#   - cross-repository promotion:  app:v1 -> <fresh repository>/app:v1
-# Each is timed ROUNDS times per tool (rounds interleave sizes and tools), and the medians are
-# compared. Targets: gantry at most 0.3x skopeo's time, and gantry's times flat
-# (within 20 %) between the two sizes. The pushes of the images into the registry (layout ->
-# registry, a streamed copy for both tools) are timed once each, for information.
+#   - cross-repository promotion:  app:v1 -> <fresh repository>/app:v1 (blob mount)
+# Targets: gantry at most 0.3x skopeo's time, and gantry's times flat (within 20 %) between the
+# two sizes. The pushes of the images into the registry (layout -> registry, a streamed copy for
+# both tools) are timed once each, for information.
 #
-# Environment: ROUNDS (default 7), SIZES (bytes, default "1048576 1073741824"), GANTRY (a gantry
-# binary to use instead of building one with `cargo build --release`), KEEP=1 keeps the work dir.
-# Needs: docker-registry, skopeo, sha256sum, curl.
+# How it measures:
+#   - one untimed warm-up round of every operation first (page cache, registry, both binaries);
+#   - ROUNDS timed rounds; each round runs every size, operation and tool once, with the tool
+#     and the size going first alternating, so a slow moment of the machine hits all alike;
+#   - medians are compared; the quartiles and the minimum show the spread;
+#   - the registry's storage is a tmpfs by default (STORAGE=tmpfs, when /dev/shm has room):
+#     docker-registry fsyncs every link file it writes for a tag, the same for both tools, and
+#     on a shared disk that wait swamps what the tools themselves take. STORAGE=disk keeps it on
+#     disk, for comparison;
+#   - `--version` of each tool is timed too: the cost of starting the process at all.
+#
+# Environment: ROUNDS (default 21), SIZES (bytes, default "1048576 1073741824"), STORAGE (tmpfs or
+# disk), GANTRY (a gantry binary to use instead of building one with `cargo build --release`),
+# KEEP=1 keeps the work dir. Needs: docker-registry, skopeo, sha256sum, curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-7}
+ROUNDS=${ROUNDS:-21}
 SIZES=${SIZES:-"1048576 1073741824"}
 
-for tool in docker-registry skopeo sha256sum curl; do
+for tool in docker-registry skopeo sha256sum curl python3; do
   command -v "$tool" >/dev/null || { echo "bench-retag: $tool is missing (scripts/test-deps.sh installs it)" >&2; exit 2; }
 done
 
@@ -31,13 +41,23 @@ fi
 [[ -x $GANTRY ]] || { echo "bench-retag: $GANTRY is not an executable" >&2; exit 2; }
 
 work=$(mktemp -d)
+largest=$(tr ' ' '\n' <<<"$SIZES" | grep -v '^$' | sort -g | tail -1)
+# Each size is stored twice (one push per tool), plus room for the registry's own files.
+need_kib=$(( (largest * 2 + 268435456) / 1024 ))
+shm_free_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }' || echo 0)
+STORAGE=${STORAGE:-$([[ ${shm_free_kib:-0} -gt $need_kib ]] && echo tmpfs || echo disk)}
+case $STORAGE in
+  tmpfs) storage=$(mktemp -d /dev/shm/bench-retag.XXXXXX) ;;
+  disk) storage=$work/storage ;;
+  *) echo "bench-retag: STORAGE must be tmpfs or disk, not $STORAGE" >&2; exit 2 ;;
+esac
 registry_pid=""
 cleanup() {
   if [[ -n $registry_pid ]]; then
     kill "$registry_pid" 2>/dev/null || true
     wait "$registry_pid" 2>/dev/null || true
   fi
-  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+  if [[ ${KEEP:-0} == 1 ]]; then echo "kept $work and $storage" >&2; else rm -rf "$work" "$storage"; fi
 }
 trap cleanup EXIT
 
@@ -52,7 +72,7 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $work/storage
+    rootdirectory: $storage
   maintenance:
     uploadpurging:
       enabled: false
@@ -96,23 +116,31 @@ make_layout() {
     "$manifest_digest" "${#manifest}" >"$dir/index.json"
 }
 
-# Runs a command quietly and prints how long it took, in milliseconds with one decimal.
+# Runs a command quietly and prints how long it took, in milliseconds with two decimals.
 # $EPOCHREALTIME needs no extra process, so nothing but the command itself is timed.
 timed() {
   local start end
   start=$EPOCHREALTIME
   "$@" >/dev/null 2>"$work/last.err" || { echo "bench-retag: failed: $*" >&2; cat "$work/last.err" >&2; exit 1; }
   end=$EPOCHREALTIME
-  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) * 1000 }'
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", (b - a) * 1000 }'
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Prints "median p25 p75 min" of the numbers on standard input.
+stats() {
+  tr ' ' '\n' | grep -v '^$' | sort -g | awk '
+    function q(p,  i) { i = 1 + (NR - 1) * p; return v[int(i)] + (i - int(i)) * (v[int(i) + 1] - v[int(i)]) }
+    { v[NR] = $1 }
+    END { printf "%.2f %.2f %.2f %.2f", q(0.5), q(0.25), q(0.75), v[1] }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 human() { awk -v b="$1" 'BEGIN { if (b >= 1073741824) printf "%d GiB", b / 1073741824; else printf "%d MiB", b / 1048576 }'; }
 
 skopeo_copy() { skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false "$@"; }
 
-declare -A results samples
-echo "gantry: $GANTRY; skopeo: $(skopeo --version); registry: $registry; rounds: $ROUNDS" >&2
+declare -A results samples spread
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "gantry: $GANTRY; $(skopeo --version); registry: $registry, storage on $STORAGE; rounds: $ROUNDS" >&2
+echo "machine: $(nproc) cores, load average $load_before" >&2
 for size in $SIZES; do
   label=$(human "$size")
   echo "== $label: building and pushing the image..." >&2
@@ -126,26 +154,44 @@ done
 sync
 sleep 2
 
-# Rounds interleave sizes and tools (the tool going first alternates), so that a slow moment
-# of the machine hits everything alike.
-echo "== timing $ROUNDS rounds..." >&2
-for round in $(seq "$ROUNDS"); do
-  for size in $SIZES; do
+# One round: every size and operation, both tools, the one going first alternating. $1 is the
+# round's name (it names the tags and repositories written), $2 whether to keep the times.
+round() {
+  local name=$1 keep=$2 size repo sizes=$SIZES
+  # The size going first alternates too, so neither size always follows the other's writes.
+  if [[ $name == *[02468] ]]; then sizes=$(tr ' ' '\n' <<<"$SIZES" | grep -v '^$' | tac | tr '\n' ' '); fi
+  for size in $sizes; do
     repo="bench-$size/app"
     run_skopeo() {
-      samples[retag,skopeo,$size]+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/$repo:skopeo-$round")"
-      samples[mount,skopeo,$size]+=" $(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/skopeo-$round-$size/app:v1")"
+      local retag mount
+      retag=$(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/$repo:skopeo-$name")
+      mount=$(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/skopeo-$name-$size/app:v1")
+      if [[ $keep == 1 ]]; then samples[retag,skopeo,$size]+=" $retag"; samples[mount,skopeo,$size]+=" $mount"; fi
     }
     run_gantry() {
-      samples[retag,gantry,$size]+=" $(timed "$GANTRY" retag "$registry/$repo:v1" "gantry-$round")"
-      samples[mount,gantry,$size]+=" $(timed "$GANTRY" copy "$registry/$repo:v1" "$registry/gantry-$round-$size/app:v1")"
+      local retag mount
+      retag=$(timed "$GANTRY" retag "$registry/$repo:v1" "gantry-$name")
+      mount=$(timed "$GANTRY" copy "$registry/$repo:v1" "$registry/gantry-$name-$size/app:v1")
+      if [[ $keep == 1 ]]; then samples[retag,gantry,$size]+=" $retag"; samples[mount,gantry,$size]+=" $mount"; fi
     }
-    if ((round % 2)); then run_skopeo; run_gantry; else run_gantry; run_skopeo; fi
+    if [[ $name == *[13579] ]]; then run_skopeo; run_gantry; else run_gantry; run_skopeo; fi
   done
-done
+  if [[ $keep == 1 ]]; then
+    samples[start,gantry,0]+=" $(timed "$GANTRY" --version)"
+    samples[start,skopeo,0]+=" $(timed skopeo --version)"
+  fi
+}
+
+echo "== warm-up round..." >&2
+round warmup 0
+echo "== timing $ROUNDS rounds..." >&2
+for r in $(seq "$ROUNDS"); do round "$r" 1; done
 for key in "${!samples[@]}"; do
-  results[$key]=$(median <<<"${samples[$key]}")
+  read -r median p25 p75 minimum <<<"$(stats <<<"${samples[$key]}")"
+  results[$key]=$median
+  spread[$key]="$p25..$p75 (min $minimum)"
 done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The promoted digests must be the pushed ones: compare what the registry serves.
 for size in $SIZES; do
@@ -157,21 +203,29 @@ for size in $SIZES; do
 done
 
 echo
-printf '%-34s %10s %12s %12s %10s\n' "operation (median of $ROUNDS)" size "gantry ms" "skopeo ms" ratio
-for op in retag mount push; do
+printf '%-31s %6s %9s %22s %9s %22s %8s\n' "operation (median of $ROUNDS)" size "gantry ms" "gantry p25..p75 (min)" "skopeo ms" "skopeo p25..p75 (min)" ratio
+for op in retag mount; do
   case $op in
     retag) name="same-repo retag" ;;
     mount) name="cross-repo promotion" ;;
-    push) name="push from layout (1 run, info)" ;;
   esac
   for size in $SIZES; do
-    printf '%-34s %10s %12s %12s %10s\n' "$name" "$(human "$size")" "${results[$op,gantry,$size]}" "${results[$op,skopeo,$size]}" \
+    printf '%-31s %6s %9s %22s %9s %22s %8s\n' "$name" "$(human "$size")" \
+      "${results[$op,gantry,$size]}" "${spread[$op,gantry,$size]}" \
+      "${results[$op,skopeo,$size]}" "${spread[$op,skopeo,$size]}" \
       "$(ratio "${results[$op,gantry,$size]}" "${results[$op,skopeo,$size]}")x"
   done
+done
+printf '%-31s %6s %9s %22s %9s %22s %8s\n' "process start (--version)" - "${results[start,gantry,0]}" "${spread[start,gantry,0]}" \
+  "${results[start,skopeo,0]}" "${spread[start,skopeo,0]}" "$(ratio "${results[start,gantry,0]}" "${results[start,skopeo,0]}")x"
+for size in $SIZES; do
+  printf '%-31s %6s %9s %22s %9s %22s %8s\n' "push from layout (1 run, info)" "$(human "$size")" "${results[push,gantry,$size]}" "" \
+    "${results[push,skopeo,$size]}" "" "$(ratio "${results[push,gantry,$size]}" "${results[push,skopeo,$size]}")x"
 done
 
 read -r small large <<<"$(tr ' ' '\n' <<<"$SIZES" | grep -v '^$' | sort -g | sed -n '1p;$p' | tr '\n' ' ')"
 echo
+echo "load average: $load_before before, $load_after after ($(nproc) cores); registry storage on $STORAGE"
 verdict=0
 for op in retag mount; do
   for size in $SIZES; do

@@ -1,5 +1,5 @@
 //! The ECR adapter against `moto_server` (PyPI `moto[server]`) on loopback: retag through
-//! `BatchGetImage` + `PutImage`, a tag that already exists, and an immutable tag conflict.
+//! `BatchGetImage` + `PutImage`, a tag that already exists, an immutable tag conflict, and deletes.
 
 #[path = "../../tests/support/registry.rs"]
 mod registry_support;
@@ -145,4 +145,27 @@ async fn missing_repositories_and_images_are_reported_plainly() {
     assert!(matches!(ecr.tag("app", &unknown, "v2").await, Err(RegistryError::NotFound { .. })));
     let error = ecr.push_image("app", "v2", &image).await.unwrap_err();
     assert!(matches!(error, RegistryError::Unsupported { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn tags_and_images_are_deleted_through_batch_delete_image() {
+    let moto = MotoServer::start();
+    let ecr = EcrRegistry::from_url(&url(&moto), &options()).unwrap();
+    let first = revision("1111111");
+    let second = revision("2222222");
+    seed(&ecr, "team/app", ImageTagMutability::Mutable, &[(&first, "dev-1"), (&second, "dev-2")]).await;
+    ecr.tag("team/app", &first.digest(), "prod-1").await.unwrap();
+
+    // The image keeps its other tag when one goes.
+    assert!(ecr.delete_tag("team/app", "dev-1").await.unwrap());
+    assert_eq!(ecr.resolve("team/app", "dev-1").await.unwrap(), None);
+    assert_eq!(ecr.resolve("team/app", "prod-1").await.unwrap(), Some(first.digest()));
+    assert!(!ecr.delete_tag("team/app", "dev-1").await.unwrap());
+
+    // Deleting by digest takes the image and all of its tags.
+    assert!(ecr.delete_manifest("team/app", &second.digest()).await.unwrap());
+    assert_eq!(ecr.resolve("team/app", "dev-2").await.unwrap(), None);
+    assert!(!ecr.delete_manifest("team/app", &second.digest()).await.unwrap());
+    assert_eq!(ecr.list_tags("team/app").await.unwrap(), ["prod-1"]);
+    assert!(!ecr.delete_tag("missing/repo", "x").await.unwrap());
 }

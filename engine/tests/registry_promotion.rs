@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry_engine::registry::{
-    self, Digest, Image, LayoutRegistry, Location, Manifest, OCI_INDEX_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Registry,
-    RegistryAuth, RegistryError, RegistryOptions, RetryPolicy, Strategy, TagOutcome, promote, promote_tag,
-    sample_image,
+    self, Digest, Image, ImmutableTags, LayoutRegistry, Location, Manifest, OCI_INDEX_MEDIA_TYPE,
+    OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryAuth, RegistryError, RegistryOptions, RetryPolicy, Strategy, TagOutcome,
+    promote, promote_tag, sample_image,
 };
 use registry_support::{FaultProxy, TestRegistry, TokenServer};
 use serde_json::json;
@@ -386,7 +386,10 @@ async fn immutable_tags_are_never_moved() {
     let source_server = TestRegistry::start();
     let server = TestRegistry::start();
     let mutable = connect(&server.url());
-    let immutable = connect_with(&server.url(), RegistryOptions { immutable_tags: true, ..RegistryOptions::default() });
+    let immutable = connect_with(
+        &server.url(),
+        RegistryOptions { immutable_tags: ImmutableTags::All, ..RegistryOptions::default() },
+    );
     let first = mutable.push_image("app", "prod", &revision("1111111")).await.unwrap();
     let second = mutable.push_image("app", "dev", &revision("2222222")).await.unwrap();
 

@@ -564,23 +564,65 @@ async fn keyless_verification_fails_for_another_identity_payload_or_log_entry() 
     assert!(error.to_string().contains("does not name"), "{error}");
 }
 
-/// A real cosign DSSE bundle: its Rekor SET checks out here, but the sigstore crate's entry
-/// consistency check cannot match cosign's envelope bytes (a known gap, see `keyless`), and the
-/// refusal must say so rather than look like a forgery.
+/// A real keyless attestation bundle made by cosign (DSSE envelope, Rekor `dsse` entry),
+/// verified offline against the pinned public-good trust root.
 #[tokio::test]
-async fn cosign_dsse_bundles_are_refused_with_the_known_reason() {
+async fn a_real_cosign_dsse_bundle_verifies_offline_for_its_subject_and_signer_only() {
     let bundle = read_fixture("sigstore-bundle-v0.3.oci-attestation.cosign-testdata.json");
     let policy = public_good("cody@soyland.com", "https://github.com/login/oauth");
     let subject = Digest::parse("sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4").unwrap();
-    let error = verify_bundle(&bundle, &subject, &policy).await.unwrap_err();
-    assert!(error.to_string().contains("cosign-made DSSE bundles"), "{error}");
+    let identity = verify_bundle(&bundle, &subject, &policy).await.unwrap();
+    assert_eq!(identity.identity, "cody@soyland.com");
+    assert_eq!((identity.log_index, identity.integrated_time), (175_508_996, 1_740_770_291));
 
-    // The SET is checked first and independently: a bundle whose log index was altered is
-    // refused for that reason.
-    let mut forged: Value = serde_json::from_slice(&bundle).unwrap();
-    forged["verificationMaterial"]["tlogEntries"][0]["logIndex"] = json!("175508997");
-    let error = verify_bundle(forged.to_string().as_bytes(), &subject, &policy).await.unwrap_err();
-    assert!(error.to_string().contains("signed entry timestamp"), "{error}");
+    let reason = |result: Result<_, SupplyChainError>| match result {
+        Err(SupplyChainError::Keyless { reason }) => reason,
+        other => panic!("expected a keyless refusal, got {other:?}"),
+    };
+    // Not a statement about another image.
+    let other = Digest::of(b"another image");
+    assert!(reason(verify_bundle(&bundle, &other, &policy).await).contains("no subject"));
+    // Not someone else's signature.
+    let someone_else = public_good("mallory@example.com", "https://github.com/login/oauth");
+    assert!(reason(verify_bundle(&bundle, &subject, &someone_else).await).contains("mallory@example.com"));
+    let other_issuer = public_good("cody@soyland.com", "https://accounts.google.com");
+    assert!(reason(verify_bundle(&bundle, &subject, &other_issuer).await).contains("not issued to"));
+
+    let document: Value = serde_json::from_slice(&bundle).unwrap();
+    let tampered = |edit: &dyn Fn(&mut Value)| {
+        let mut copy = document.clone();
+        edit(&mut copy);
+        copy.to_string().into_bytes()
+    };
+    // A statement edited after signing: the signature no longer holds.
+    let payload = BASE64.decode(document["dsseEnvelope"]["payload"].as_str().unwrap()).unwrap();
+    let edited = String::from_utf8(payload).unwrap().replace("bar", "baz");
+    let forged = tampered(&|bundle| bundle["dsseEnvelope"]["payload"] = json!(BASE64.encode(&edited)));
+    assert!(reason(verify_bundle(&forged, &subject, &policy).await).contains("signature does not verify"));
+    // The log index changed: Rekor's signed entry timestamp no longer holds.
+    let forged = tampered(&|bundle| bundle["verificationMaterial"]["tlogEntries"][0]["logIndex"] = json!("175508997"));
+    assert!(reason(verify_bundle(&forged, &subject, &policy).await).contains("signed entry timestamp"));
+    // Two signatures in the envelope: a bundle's envelope must hold exactly one.
+    let forged = tampered(&|bundle| {
+        let first = bundle["dsseEnvelope"]["signatures"][0].clone();
+        bundle["dsseEnvelope"]["signatures"].as_array_mut().unwrap().push(first);
+    });
+    assert!(reason(verify_bundle(&forged, &subject, &policy).await).contains("exactly one"));
+
+    // A trust root without the CT logs cannot vouch for the certificate; without the Fulcio CAs
+    // (another instance's root) it does not trust the chain.
+    let mut root: Value = serde_json::from_slice(&read_fixture("sigstore-trusted-root.public-good.json")).unwrap();
+    root["ctlogs"] = json!([]);
+    let no_ct =
+        KeylessPolicy { trust_root: TrustRoot::from_json(root.to_string().as_bytes()).unwrap(), ..policy.clone() };
+    assert!(reason(verify_bundle(&bundle, &subject, &no_ct).await).contains("certificate transparency"));
+    let mut root: Value = serde_json::from_slice(&read_fixture("sigstore-trusted-root.public-good.json")).unwrap();
+    let authorities = root["certificateAuthorities"].as_array_mut().unwrap();
+    let first = authorities.remove(0);
+    authorities.clear();
+    authorities.push(first);
+    let old_ca = KeylessPolicy { trust_root: TrustRoot::from_json(root.to_string().as_bytes()).unwrap(), ..policy };
+    assert!(reason(verify_bundle(&bundle, &subject, &old_ca).await).contains("does not chain"));
 }
 
 /// The legacy keyless layer rebuilt as a v0.1 Sigstore bundle file verifies through the same

@@ -6,10 +6,14 @@
 //! registries. Copying again is a no-op once the destination tag is at the digest.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-use gantry_engine::registry::{self, ImageReference, Location, Promotion, RegistryAuth, RegistryOptions, TagOutcome};
+use anyhow::{Context, anyhow, bail};
+use gantry_engine::StepRegistry;
+use gantry_engine::registry::{
+    self, ImageReference, ImmutableTags, Location, Promotion, RegistryAuth, RegistryOptions, TagOutcome, settings,
+};
+use gantry_workflows::config::RegistrySpec;
 
 /// Arguments of `gantry copy`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +30,10 @@ pub struct CopyArgs {
 /// How to reach the registries of a copy or retag.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
+    /// Config directory whose `registries:` say how to reach each registry host (credentials,
+    /// `insecure`, `immutable_tags`); the flags below add to or override what it says.
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<PathBuf>,
     /// Speak plain HTTP to this registry host (`host` or `host:port`) although it is not on
     /// loopback; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
@@ -33,41 +41,65 @@ pub struct RegistryArgs {
     /// Refuse to move a destination tag that already points at another digest.
     #[arg(long)]
     pub immutable_tags: bool,
-    /// Source registry credentials as USER:PASSWORD (default: GANTRY_REGISTRY_USERNAME and
-    /// GANTRY_REGISTRY_PASSWORD).
+    /// Source registry credentials as USER:PASSWORD (default: the configured ones, else
+    /// GANTRY_REGISTRY_USERNAME and GANTRY_REGISTRY_PASSWORD).
     #[arg(long, env = "GANTRY_SRC_CREDS", hide_env_values = true, value_name = "USER:PASSWORD")]
     pub src_creds: Option<String>,
-    /// Destination registry credentials as USER:PASSWORD (default: GANTRY_REGISTRY_USERNAME
-    /// and GANTRY_REGISTRY_PASSWORD).
+    /// Destination registry credentials as USER:PASSWORD (default: the configured ones, else
+    /// GANTRY_REGISTRY_USERNAME and GANTRY_REGISTRY_PASSWORD).
     #[arg(long, env = "GANTRY_DEST_CREDS", hide_env_values = true, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
 }
 
-impl RegistryArgs {
-    fn options(&self, credentials: Option<&str>, immutable_tags: bool) -> anyhow::Result<RegistryOptions> {
-        let auth = match credentials {
-            Some(pair) => {
-                let Some((username, password)) = pair.split_once(':') else {
-                    bail!("credentials must be USER:PASSWORD");
-                };
-                if username.is_empty() {
-                    bail!("the user name in USER:PASSWORD is empty");
-                }
-                RegistryAuth::Basic { username: username.to_owned(), password: password.to_owned() }
+/// The registries of `--config`, when one is given.
+pub(crate) fn configured_registries(config: Option<&Path>) -> anyhow::Result<Vec<RegistrySpec>> {
+    let Some(dir) = config else {
+        return Ok(Vec::new());
+    };
+    let config = gantry_workflows::load_dir(dir, &StepRegistry::builtin()).map_err(|errors| {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow!("read the registry settings of {}: {}", dir.display(), listed.join("; "))
+    })?;
+    Ok(config.registries.into_iter().map(|(spec, _)| spec).collect())
+}
+
+/// The options to open `registry` (a reference's registry part) with: its configured settings
+/// (found by host), then the flags: `credentials` as USER:PASSWORD replaces the configured
+/// ones, `insecure` hosts are added, `immutable` makes every tag immutable.
+pub(crate) fn registry_options(
+    configured: &[RegistrySpec],
+    config_dir: Option<&Path>,
+    registry: &str,
+    credentials: Option<&str>,
+    insecure: &[String],
+    immutable: bool,
+) -> anyhow::Result<RegistryOptions> {
+    let mut options = match settings::spec_for_reference(configured, registry) {
+        Some(spec) => settings::options_from_spec(spec, config_dir.unwrap_or(Path::new(".")))?,
+        None => RegistryOptions::default(),
+    };
+    match credentials {
+        Some(pair) => {
+            let Some((username, password)) = pair.split_once(':') else {
+                bail!("credentials must be USER:PASSWORD");
+            };
+            if username.is_empty() {
+                bail!("the user name in USER:PASSWORD is empty");
             }
-            None => default_auth(),
-        };
-        Ok(RegistryOptions {
-            auth,
-            insecure_hosts: self.insecure_registries.clone(),
-            immutable_tags,
-            ..RegistryOptions::default()
-        })
+            options.auth = RegistryAuth::Basic { username: username.to_owned(), password: password.to_owned() };
+        }
+        None if options.auth == RegistryAuth::Anonymous => options.auth = default_auth(),
+        None => {}
     }
+    options.insecure_hosts.extend(insecure.iter().cloned());
+    if immutable {
+        options.immutable_tags = ImmutableTags::All;
+    }
+    Ok(options)
 }
 
 /// Credentials from `GANTRY_REGISTRY_USERNAME` / `GANTRY_REGISTRY_PASSWORD`, when set.
-fn default_auth() -> RegistryAuth {
+pub(crate) fn default_auth() -> RegistryAuth {
     match (std::env::var("GANTRY_REGISTRY_USERNAME"), std::env::var("GANTRY_REGISTRY_PASSWORD")) {
         (Ok(username), Ok(password)) if !username.is_empty() => RegistryAuth::Basic { username, password },
         _ => RegistryAuth::Anonymous,
@@ -97,12 +129,17 @@ pub(crate) async fn transfer(
     out: &mut impl Write,
 ) -> anyhow::Result<Promotion> {
     let base = Path::new(".");
+    let configured = configured_registries(flags.config.as_deref())?;
+    let options = |registry: &str, credentials: Option<&str>, immutable: bool| {
+        let insecure = &flags.insecure_registries;
+        registry_options(&configured, flags.config.as_deref(), registry, credentials, insecure, immutable)
+    };
     let source_registry =
-        registry::open_with(&source.registry, base, &flags.options(flags.src_creds.as_deref(), false)?)?;
+        registry::open_with(&source.registry, base, &options(&source.registry, flags.src_creds.as_deref(), false)?)?;
     let destination_registry = registry::open_with(
         &destination.registry,
         base,
-        &flags.options(flags.dest_creds.as_deref(), flags.immutable_tags)?,
+        &options(&destination.registry, flags.dest_creds.as_deref(), flags.immutable_tags)?,
     )?;
     let from = Location::new(source_registry.as_ref(), &source.repository);
     let to = Location::new(destination_registry.as_ref(), &destination.repository);
@@ -186,6 +223,51 @@ mod tests {
         let by_digest = args(format!("{}/app:dev-abc1234@{digest}", first.addr), format!("{}/mirror/app", second.addr));
         run(&by_digest, &mut Vec::new()).await.unwrap();
         assert_eq!(connect(&second).resolve("mirror/app", "dev-abc1234").await.unwrap(), Some(digest));
+    }
+
+    #[tokio::test]
+    async fn copy_takes_credentials_and_immutable_tags_from_the_configuration() {
+        // `htpasswd -nbB ci s3cret-token`
+        let prod =
+            TestRegistry::start_with_htpasswd("ci:$2y$05$pjbImcs4/QyrgZ/vd6GCS.ZGI8lF4E5MJrpId8XTvnurplmN6wDeq\n");
+        let dev = TestRegistry::start();
+        let image = sample_image("app", &[("org.opencontainers.image.revision", "abc1234")]);
+        let digest = connect(&dev).push_image("app", "v1", &image).await.unwrap();
+        let other = connect(&dev).push_image("app", "v2", &sample_image("app", &[("rev", "2")])).await.unwrap();
+
+        let config = tempfile::tempdir().unwrap();
+        std::fs::write(config.path().join("token"), "s3cret-token\n").unwrap();
+        std::fs::write(
+            config.path().join("registries.yaml"),
+            format!(
+                "registries:\n  - name: prod\n    url: {}\n    credentials:\n      username: ci\n      \
+                 password_file: token\n    immutable_tags: [\"release/*\"]\n",
+                prod.url()
+            ),
+        )
+        .unwrap();
+        let mut copy = args(format!("{}/app:v1", dev.addr), format!("{}/release/app:prod", prod.addr));
+        // Without the configuration prod answers 401.
+        let error = run(&copy, &mut Vec::new()).await.unwrap_err();
+        assert!(format!("{error:#}").contains("401"), "{error:#}");
+
+        copy.registry.config = Some(config.path().to_path_buf());
+        run(&copy, &mut Vec::new()).await.unwrap();
+        let auth = RegistryAuth::Basic { username: "ci".into(), password: "s3cret-token".into() };
+        let prod_registry = registry::open(&prod.addr, Path::new("."), auth).unwrap();
+        assert_eq!(prod_registry.resolve("release/app", "prod").await.unwrap(), Some(digest.clone()));
+
+        // `release/*` is immutable there: another digest may not take the tag.
+        let mut moved = args(format!("{}/app:v2", dev.addr), format!("{}/release/app:prod", prod.addr));
+        moved.registry.config = Some(config.path().to_path_buf());
+        let error = run(&moved, &mut Vec::new()).await.unwrap_err();
+        assert!(format!("{error:#}").contains("immutable"), "{error:#}");
+        assert_eq!(prod_registry.resolve("release/app", "prod").await.unwrap(), Some(digest));
+        // Outside the pattern tags move as usual.
+        let mut elsewhere = args(format!("{}/app:v2", dev.addr), format!("{}/scratch/app:prod", prod.addr));
+        elsewhere.registry.config = Some(config.path().to_path_buf());
+        run(&elsewhere, &mut Vec::new()).await.unwrap();
+        assert_eq!(prod_registry.resolve("scratch/app", "prod").await.unwrap(), Some(other));
     }
 
     #[tokio::test]

@@ -10,8 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use gantry_engine::registry::{self, Digest, ImageReference, Registry, RegistryAuth, RegistryOptions};
+use gantry_engine::registry::{self, Digest, ImageReference, Registry};
 use gantry_engine::supply_chain::{SignOutcome, SigningKey, sign_image};
+
+use super::copy::{configured_registries, registry_options};
 
 /// The password variable cosign itself reads.
 pub const DEFAULT_PASSWORD_ENV: &str = "COSIGN_PASSWORD";
@@ -41,9 +43,13 @@ pub struct SignArgs {
 /// How to reach the image's registry.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ImageRegistryArgs {
+    /// Config directory whose `registries:` say how to reach each registry host (credentials,
+    /// `insecure`); without one, or for a host it does not name, credentials come from
+    /// GANTRY_REGISTRY_USERNAME and GANTRY_REGISTRY_PASSWORD.
+    #[arg(long, value_name = "DIR")]
+    pub config: Option<std::path::PathBuf>,
     /// Speak plain HTTP to this registry host (`host` or `host:port`) although it is not on
-    /// loopback; repeatable. Credentials come from GANTRY_REGISTRY_USERNAME and
-    /// GANTRY_REGISTRY_PASSWORD.
+    /// loopback; repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
 }
@@ -53,11 +59,15 @@ impl ImageRegistryArgs {
     /// working directory) and returns it with the image's digest: the one given, or the one
     /// its tag points at now.
     pub async fn open(&self, image: &ImageReference) -> anyhow::Result<(Arc<dyn Registry>, Digest)> {
-        let options = RegistryOptions {
-            auth: registry_auth(),
-            insecure_hosts: self.insecure_registries.clone(),
-            ..RegistryOptions::default()
-        };
+        let configured = configured_registries(self.config.as_deref())?;
+        let options = registry_options(
+            &configured,
+            self.config.as_deref(),
+            &image.registry,
+            None,
+            &self.insecure_registries,
+            false,
+        )?;
         let registry = registry::open_with(&image.registry, Path::new("."), &options)
             .with_context(|| format!("open the registry of {image}"))?;
         if let Some(digest) = &image.digest {
@@ -84,14 +94,6 @@ pub fn load_signing_key(key: Option<&Path>, key_env: Option<&str>, password_env:
         (None, None) => bail!("name the signing key with --key FILE or --key-env VARIABLE"),
     };
     Ok(key)
-}
-
-/// Registry credentials from `GANTRY_REGISTRY_USERNAME` / `GANTRY_REGISTRY_PASSWORD`, when set.
-fn registry_auth() -> RegistryAuth {
-    match (std::env::var("GANTRY_REGISTRY_USERNAME"), std::env::var("GANTRY_REGISTRY_PASSWORD")) {
-        (Ok(username), Ok(password)) if !username.is_empty() => RegistryAuth::Basic { username, password },
-        _ => RegistryAuth::Anonymous,
-    }
 }
 
 /// Runs `gantry sign`, reporting what it did on `out`.

@@ -49,6 +49,8 @@ pub struct TestRegistry {
     server_log: PathBuf,
     // Dropped after the process is killed (see `Drop`), taking storage and logs with it.
     _dir: tempfile::TempDir,
+    // Files the configuration names (an htpasswd file), when there are any.
+    _config_files: Option<tempfile::TempDir>,
 }
 
 impl TestRegistry {
@@ -67,6 +69,21 @@ impl TestRegistry {
             tokens.url(),
             tokens.certificate.display()
         ))
+    }
+
+    /// Starts a registry that wants HTTP basic credentials, checked against `htpasswd` (lines
+    /// of `user:bcrypt-hash`, as `htpasswd -nbB user password` prints them).
+    pub fn start_with_htpasswd(htpasswd: &str) -> TestRegistry {
+        let dir = tempfile::tempdir().expect("temporary directory for the htpasswd file");
+        let path = dir.path().join("htpasswd");
+        fs::write(&path, htpasswd).expect("write the htpasswd file");
+        let mut registry = Self::start_with_config(&format!(
+            "auth:\n  htpasswd:\n    realm: gantry-test\n    path: {}\n",
+            path.display()
+        ));
+        // The server reads the file again whenever it changes, so it lives as long as the server.
+        registry._config_files = Some(dir);
+        registry
     }
 
     fn start_with_config(extra_config: &str) -> TestRegistry {
@@ -114,7 +131,8 @@ impl TestRegistry {
             .stderr(stderr)
             .spawn()
             .map_err(|error| format!("spawn {BINARY}: {error}"))?;
-        let mut registry = TestRegistry { addr, storage, child, access_log, server_log, _dir: dir };
+        let mut registry =
+            TestRegistry { addr, storage, child, access_log, server_log, _dir: dir, _config_files: None };
 
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {

@@ -178,7 +178,7 @@ async fn finish(
         return Ok(Promotion::nothing(digest, strategy));
     }
     if let Some(current) = &current
-        && destination.registry.immutable_tags()
+        && destination.registry.immutable_tags(destination.repository)
     {
         return Err(RegistryError::TagImmutable {
             reference: destination.reference(tag),
@@ -270,11 +270,11 @@ async fn transfer_blobs(
     blobs: &[Descriptor],
     promotion: &mut Promotion,
 ) -> Result<(), RegistryError> {
-    let results: Vec<BlobResult> = stream::iter(blobs)
-        .map(|descriptor| transfer_blob(source, destination, strategy, descriptor))
-        .buffer_unordered(PARALLEL_BLOBS)
-        .try_collect()
-        .await?;
+    // The transfers are made up front rather than in a stream's closure, which would make the
+    // future of a promotion not `Send` (a higher-ranked closure lifetime), and steps need it to be.
+    let transfers: Vec<_> =
+        blobs.iter().map(|descriptor| transfer_blob(source, destination, strategy, descriptor)).collect();
+    let results: Vec<BlobResult> = stream::iter(transfers).buffer_unordered(PARALLEL_BLOBS).try_collect().await?;
     for result in results {
         match result {
             BlobResult::Present => promotion.blobs_present += 1,

@@ -19,10 +19,11 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderVal
 use reqwest::{Method, Response, StatusCode};
 
 use super::http::{Context, Request, ResponseError, RetryPolicy, Transport, retry_whole};
+use super::image::OCI_EMPTY_MEDIA_TYPE;
 use super::image::parse_manifest;
 use super::{
-    Blob, BlobStream, Digest, Image, MANIFEST_MEDIA_TYPES, Manifest, Registry, RegistryAuth, RegistryError,
-    RegistryOptions, TagOutcome, join_reference, validate_repository, validate_tag,
+    Blob, BlobStream, Digest, Image, ImmutableTags, MANIFEST_MEDIA_TYPES, Manifest, OCI_MANIFEST_MEDIA_TYPE, Registry,
+    RegistryAuth, RegistryError, RegistryOptions, TagOutcome, join_reference, validate_repository, validate_tag,
 };
 
 /// How long to wait for a TCP (and TLS) connection before calling the registry unreachable.
@@ -50,7 +51,7 @@ pub struct DistributionRegistry {
     transport: Transport,
     host: String,
     namespace: Option<String>,
-    immutable_tags: bool,
+    immutable_tags: ImmutableTags,
 }
 
 impl fmt::Debug for DistributionRegistry {
@@ -103,7 +104,7 @@ impl DistributionRegistry {
             transport: Transport::new(client, base_url, credentials, options.retry.clone()),
             host: host.to_owned(),
             namespace,
-            immutable_tags: options.immutable_tags,
+            immutable_tags: options.immutable_tags.clone(),
         })
     }
 
@@ -269,7 +270,7 @@ impl Registry for DistributionRegistry {
             return Ok(TagOutcome::AlreadyPresent);
         }
         if let Some(current) = &previous
-            && self.immutable_tags
+            && self.immutable_tags.applies_to(repository)
         {
             return Err(RegistryError::TagImmutable {
                 reference: self.reference(repository, tag),
@@ -291,7 +292,7 @@ impl Registry for DistributionRegistry {
         let name = self.reference(repository, tag);
         let blobs = image.checked_blobs(&name)?;
         let digest = image.digest();
-        if self.immutable_tags
+        if self.immutable_tags.applies_to(repository)
             && let Some(current) = self.resolve(repository, tag).await?
             && current != digest
         {
@@ -384,8 +385,8 @@ impl Registry for DistributionRegistry {
         }
     }
 
-    fn immutable_tags(&self) -> bool {
-        self.immutable_tags
+    fn immutable_tags(&self, repository: &str) -> bool {
+        self.immutable_tags.applies_to(repository)
     }
 
     fn retry_policy(&self) -> RetryPolicy {
@@ -596,6 +597,98 @@ impl Registry for DistributionRegistry {
             _ => Err(context.unexpected(response).await),
         }
     }
+
+    async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, RegistryError> {
+        let path = self.path(repository)?;
+        validate_tag(tag)?;
+        let context = Context::new("delete tag", self.reference(repository, tag));
+        // OCI distribution 1.1 deletes a tag by name; older registries answer 400 (or 405 for a
+        // reference that is not a digest) and delete by digest only.
+        let response = self.delete(&path, tag, &context).await?;
+        match response.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => return Ok(true),
+            StatusCode::NOT_FOUND => return Ok(false),
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {}
+            _ => return Err(context.unexpected(response).await),
+        }
+        let declined = ResponseError::read(response).await;
+        if declined.code.as_deref() == Some("UNSUPPORTED") && declined.status == 405 {
+            // Deletes are off altogether; pointing the tag elsewhere first would leave it at the
+            // placeholder for good.
+            return Err(deletes_disabled(declined, &context));
+        }
+        if self.resolve(repository, tag).await?.is_none() {
+            return Ok(false);
+        }
+        // Point the tag at a manifest nothing else names, then delete that manifest: the tag
+        // goes with it, and the image it pointed at keeps its other tags.
+        let placeholder = self.placeholder_manifest(&path, repository, tag).await?;
+        self.put_manifest(repository, &placeholder, Some(tag)).await?;
+        if !self.delete_manifest(repository, &placeholder.digest()).await? {
+            return Err(context.error(ResponseError {
+                status: 404,
+                code: None,
+                message: format!("the placeholder manifest {} vanished before it was deleted", placeholder.digest()),
+            }));
+        }
+        Ok(true)
+    }
+
+    async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let path = self.path(repository)?;
+        let context = Context::new("delete manifest", self.reference(repository, digest.as_str()));
+        let response = self.delete(&path, digest.as_str(), &context).await?;
+        match response.status() {
+            StatusCode::ACCEPTED | StatusCode::OK | StatusCode::NO_CONTENT => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            StatusCode::METHOD_NOT_ALLOWED => Err(deletes_disabled(ResponseError::read(response).await, &context)),
+            _ => Err(context.unexpected(response).await),
+        }
+    }
+}
+
+impl DistributionRegistry {
+    async fn delete(&self, path: &str, reference: &str, context: &Context) -> Result<Response, RegistryError> {
+        // Token registries say in their challenge which action a delete needs (`delete`, or
+        // `*` for docker-registry 2.x); the transport adds it when it fetches the token.
+        let scopes = vec![format!("repository:{path}:delete")];
+        let request = Request::new(Method::DELETE, self.url(path, "manifests", reference), &scopes);
+        self.transport.send(&request, context).await
+    }
+
+    /// A manifest unique to this deletion of `tag`: an empty OCI image whose annotation names
+    /// the tag and the moment, so that deleting it by digest can take no other tag along.
+    async fn placeholder_manifest(&self, path: &str, repository: &str, tag: &str) -> Result<Manifest, RegistryError> {
+        let config = b"{}";
+        let config_digest = Digest::of(config);
+        if !self.blob_exists(repository, &config_digest).await? {
+            let context = Context::new("upload blob to", self.reference(repository, config_digest.as_str()));
+            self.upload_bytes(path, &config_digest, Bytes::from_static(config), &context).await?;
+        }
+        let nonce = format!(
+            "{}:{} {}",
+            repository,
+            tag,
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+        );
+        let bytes = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": OCI_EMPTY_MEDIA_TYPE, "digest": config_digest, "size": config.len()},
+            "layers": [],
+            "annotations": {"dev.gantry.deleted-tag": nonce},
+        })
+        .to_string()
+        .into_bytes();
+        Ok(Manifest { bytes, media_type: OCI_MANIFEST_MEDIA_TYPE.to_owned() })
+    }
+}
+
+/// The error of a registry that refuses every delete.
+fn deletes_disabled(answer: ResponseError, context: &Context) -> RegistryError {
+    let hint = "the registry does not allow deletes (docker-registry: `storage.delete.enabled: true`)";
+    let message = if answer.message.is_empty() { hint.to_owned() } else { format!("{}; {hint}", answer.message) };
+    ResponseError { message, ..answer }.into_error(context.action, context.reference.clone())
 }
 
 /// A manifest as a registry served it.

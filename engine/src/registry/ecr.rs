@@ -32,8 +32,8 @@ use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability, ListImagesFilter, T
 use tokio::sync::OnceCell;
 
 use super::{
-    Blob, BlobStream, Digest, Image, MANIFEST_MEDIA_TYPES, Manifest, Registry, RegistryAuth, RegistryError,
-    RegistryOptions, TagOutcome, is_loopback_host, join_reference, validate_repository, validate_tag,
+    Blob, BlobStream, Digest, Image, ImmutableTags, MANIFEST_MEDIA_TYPES, Manifest, Registry, RegistryAuth,
+    RegistryError, RegistryOptions, TagOutcome, is_loopback_host, join_reference, validate_repository, validate_tag,
 };
 
 /// Why blob transfers are not done through ECR's API.
@@ -48,7 +48,7 @@ pub struct EcrRegistry {
     host: String,
     endpoint: Option<String>,
     credentials: Option<(String, String)>,
-    immutable_tags: bool,
+    immutable_tags: ImmutableTags,
     client: OnceCell<Client>,
 }
 
@@ -102,7 +102,7 @@ impl EcrRegistry {
             host: host.to_owned(),
             endpoint,
             credentials,
-            immutable_tags: options.immutable_tags,
+            immutable_tags: options.immutable_tags.clone(),
             client: OnceCell::new(),
         })
     }
@@ -240,7 +240,7 @@ impl Registry for EcrRegistry {
             return Ok(TagOutcome::AlreadyPresent);
         }
         if let Some(current) = &previous
-            && self.immutable_tags
+            && self.immutable_tags.applies_to(repository)
         {
             return Err(RegistryError::TagImmutable {
                 reference: self.reference(repository, tag),
@@ -313,8 +313,8 @@ impl Registry for EcrRegistry {
         }
     }
 
-    fn immutable_tags(&self) -> bool {
-        self.immutable_tags
+    fn immutable_tags(&self, repository: &str) -> bool {
+        self.immutable_tags.applies_to(repository)
     }
 
     async fn fetch_manifest(&self, repository: &str, digest: &Digest) -> Result<Manifest, RegistryError> {
@@ -404,6 +404,74 @@ impl Registry for EcrRegistry {
             reference: self.reference(repository, digest.as_str()),
             reason: NO_BLOBS,
         })
+    }
+
+    async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, RegistryError> {
+        validate_tag(tag)?;
+        // ECR removes only the tag while the image has others, but the image itself along with
+        // its last tag (see the trait: the one registry where a tag deletion can take more).
+        let id = ImageIdentifier::builder().image_tag(tag).build();
+        self.batch_delete(repository, id, "delete tag", &self.reference(repository, tag)).await
+    }
+
+    async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let id = ImageIdentifier::builder().image_digest(digest.as_str()).build();
+        self.batch_delete(repository, id, "delete manifest", &self.reference(repository, digest.as_str())).await
+    }
+}
+
+impl EcrRegistry {
+    /// `BatchDeleteImage` of one image id: true when ECR deleted it, false when it was not there.
+    async fn batch_delete(
+        &self,
+        repository: &str,
+        id: ImageIdentifier,
+        action: &'static str,
+        reference: &str,
+    ) -> Result<bool, RegistryError> {
+        validate_repository(repository)?;
+        let output = match self
+            .client()
+            .await
+            .batch_delete_image()
+            .registry_id(&self.account)
+            .repository_name(repository)
+            .image_ids(id)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if error.code() == Some("RepositoryNotFoundException") => return Ok(false),
+            Err(error) => return Err(sdk_error(action, reference.to_owned(), error)),
+        };
+        if !output.image_ids().is_empty() {
+            return Ok(true);
+        }
+        match output.failures().first() {
+            None => Ok(false),
+            Some(failure)
+                if matches!(
+                    failure.failure_code(),
+                    Some(
+                        aws_sdk_ecr::types::ImageFailureCode::ImageNotFound
+                            | aws_sdk_ecr::types::ImageFailureCode::ImageTagDoesNotMatchDigest
+                    )
+                ) =>
+            {
+                Ok(false)
+            }
+            Some(failure) => Err(RegistryError::Distribution {
+                action,
+                reference: reference.to_owned(),
+                status: None,
+                source: format!(
+                    "ECR refused: {} {}",
+                    failure.failure_code().map(|code| code.as_str()).unwrap_or("unknown failure"),
+                    failure.failure_reason().unwrap_or_default()
+                )
+                .into(),
+            }),
+        }
     }
 }
 

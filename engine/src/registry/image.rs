@@ -17,6 +17,8 @@ use super::{
 
 /// Media type of an OCI image config blob.
 pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// Media type of the empty descriptor (`{}`), the config of artifacts that need none.
+pub const OCI_EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// Media type of a gzip-compressed OCI layer.
 pub const OCI_LAYER_GZIP_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 

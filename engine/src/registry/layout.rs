@@ -35,7 +35,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::image::parse_manifest;
 use super::{
-    Blob, BlobStream, Digest, Image, Manifest, Registry, RegistryError, TagOutcome, join_reference,
+    Blob, BlobStream, Digest, Image, ImmutableTags, Manifest, Registry, RegistryError, TagOutcome, join_reference,
     validate_repository, validate_tag,
 };
 
@@ -56,24 +56,26 @@ const LOCK_FILE: &str = "index.json.lock";
 #[derive(Debug, Clone)]
 pub struct LayoutRegistry {
     root: PathBuf,
-    immutable_tags: bool,
+    immutable_tags: ImmutableTags,
 }
 
 impl LayoutRegistry {
     /// A registry rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), immutable_tags: false }
+        Self { root: root.into(), immutable_tags: ImmutableTags::None }
     }
 
-    /// The same registry, refusing (or not) to move a tag to another digest.
-    pub fn with_immutable_tags(mut self, immutable: bool) -> Self {
+    /// The same registry, refusing to move a tag to another digest in the repositories
+    /// `immutable` covers.
+    pub fn with_immutable_tags(mut self, immutable: ImmutableTags) -> Self {
         self.immutable_tags = immutable;
         self
     }
 
-    /// The reference to name in [`RegistryError::TagImmutable`] when tags are immutable.
+    /// The reference to name in [`RegistryError::TagImmutable`] when the repository's tags are
+    /// immutable.
     fn immutable_reference(&self, repository: &str, tag: &str) -> Option<String> {
-        self.immutable_tags.then(|| self.reference(repository, tag))
+        self.immutable_tags.applies_to(repository).then(|| self.reference(repository, tag))
     }
 
     /// The directory holding the repositories.
@@ -189,8 +191,8 @@ impl Registry for LayoutRegistry {
         format!("oci-layout:{}", root.display())
     }
 
-    fn immutable_tags(&self) -> bool {
-        self.immutable_tags
+    fn immutable_tags(&self, repository: &str) -> bool {
+        self.immutable_tags.applies_to(repository)
     }
 
     async fn fetch_manifest(&self, repository: &str, digest: &Digest) -> Result<Manifest, RegistryError> {
@@ -331,6 +333,58 @@ impl Registry for LayoutRegistry {
             Err(_) => Ok(false),
         }
     }
+
+    async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, RegistryError> {
+        let dir = self.repository_dir(repository)?;
+        validate_tag(tag)?;
+        if !tokio::fs::try_exists(dir.join(INDEX_FILE)).await.unwrap_or(false) {
+            return Ok(false);
+        }
+        let tag = tag.to_owned();
+        // The manifest blob stays: other tags, or an index, may still name it.
+        with_index_lock(dir, move |dir| remove_entries(dir, |entry| ref_name(entry) == Some(tag.as_str()))).await
+    }
+
+    async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let dir = self.repository_dir(repository)?;
+        if !tokio::fs::try_exists(dir.join(INDEX_FILE)).await.unwrap_or(false) {
+            return Ok(false);
+        }
+        let digest = digest.clone();
+        with_index_lock(dir, move |dir| {
+            let untagged =
+                remove_entries(dir, |entry| entry.get("digest").and_then(Value::as_str) == Some(digest.as_str()))?;
+            // Removing the manifest blob is what makes the digest unknown to readers; the
+            // config and layer blobs it referenced may be shared and are left alone.
+            let path = blob_path(dir, &digest);
+            let removed = match fs::remove_file(&path) {
+                Ok(()) => true,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+                Err(source) => return Err(RegistryError::Io { path, source }),
+            };
+            Ok(untagged || removed)
+        })
+        .await
+    }
+}
+
+/// Drops the descriptors of `index.json` for which `remove` holds; returns whether there were
+/// any. Must run under the index lock.
+fn remove_entries(dir: &Path, remove: impl Fn(&Value) -> bool) -> Result<bool, RegistryError> {
+    let index_path = dir.join(INDEX_FILE);
+    let Some(mut index) = read_index(dir)? else {
+        return Ok(false);
+    };
+    let before = manifest_entries(dir, &index)?.len();
+    if let Some(Value::Array(entries)) = index.get_mut("manifests") {
+        entries.retain(|entry| !remove(entry));
+    }
+    let after = manifest_entries(dir, &index)?.len();
+    if after == before {
+        return Ok(false);
+    }
+    write_atomic(&index_path, index.to_string().as_bytes())?;
+    Ok(true)
 }
 
 fn next_temp_number() -> u64 {

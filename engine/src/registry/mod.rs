@@ -23,8 +23,10 @@
 //!   embedded default that needs no server at all;
 //! - [`EcrRegistry`]: Amazon ECR through its own API (retags only).
 //!
-//! [`open`] and [`open_with`] turn a configured registry URL into the right implementation;
-//! [`ImageReference`] parses the references the CLI takes.
+//! [`open`] and [`open_with`] turn a configured registry URL into the right implementation,
+//! with the credentials, plain-HTTP hosts and immutable repositories of [`RegistryOptions`]
+//! ([`settings`] derives those from the configuration); [`ImageReference`] parses the
+//! references the CLI takes.
 
 pub mod copy;
 pub mod distribution;
@@ -33,6 +35,7 @@ mod http;
 pub mod image;
 pub mod layout;
 pub mod reference;
+pub mod settings;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -208,9 +211,10 @@ pub trait Registry: Send + Sync {
         repository.to_owned()
     }
 
-    /// Whether a tag, once written, may never point at another digest. Writes check before
-    /// they write and fail with [`RegistryError::TagImmutable`].
-    fn immutable_tags(&self) -> bool {
+    /// Whether a tag of `repository`, once written, may never point at another digest. Writes
+    /// check before they write and fail with [`RegistryError::TagImmutable`].
+    fn immutable_tags(&self, repository: &str) -> bool {
+        let _ = repository;
         false
     }
 
@@ -272,6 +276,19 @@ pub trait Registry: Send + Sync {
         let _ = (repository, from, digest);
         Ok(false)
     }
+
+    /// Removes `tag` and nothing else: the manifest it pointed at stays, as do the other tags
+    /// pointing at it. Returns false when the tag did not exist.
+    ///
+    /// Registries without a tag-deletion API (`docker-registry` 2.x deletes by digest only)
+    /// get the tag pointed at a manifest of its own first, which is then deleted by digest.
+    /// ECR is the exception to "nothing else": it deletes an image together with its last tag.
+    async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool, RegistryError>;
+
+    /// Deletes the manifest `digest`, and with it every tag pointing at it. Returns false when
+    /// the repository did not hold it. The blobs it referenced are left to the registry's
+    /// garbage collection.
+    async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError>;
 }
 
 /// A stream of blob bytes.
@@ -301,9 +318,9 @@ pub struct RegistryOptions {
     /// Hosts (`host` or `host:port`) reached over plain HTTP although they are not on
     /// loopback, like docker's `--insecure-registry`.
     pub insecure_hosts: Vec<String>,
-    /// Treat every tag as immutable: a tag at another digest is an error, never moved.
-    /// `docker-registry` has no such setting, so gantry checks before it writes.
-    pub immutable_tags: bool,
+    /// Repositories whose tags are immutable: a tag at another digest is an error, never
+    /// moved. `docker-registry` has no such setting, so gantry checks before it writes.
+    pub immutable_tags: ImmutableTags,
     /// Retries of requests that failed with 5xx, 408, 429 or a network error.
     pub retry: RetryPolicy,
 }
@@ -321,6 +338,82 @@ impl RegistryOptions {
             .iter()
             .map(|entry| entry.trim())
             .any(|entry| entry.eq_ignore_ascii_case(host) || entry.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Which repositories of a registry have immutable tags.
+///
+/// Patterns are matched against the repository name as configured (without a registry
+/// namespace): `*` stands for any characters but `/`, `**` for any characters including `/`,
+/// `?` for one character but `/`; anything else matches itself. `team/*` covers `team/app`
+/// but not `team/sub/app`; `**` covers every repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ImmutableTags {
+    /// Tags may move (the default).
+    #[default]
+    None,
+    /// Every tag of every repository is immutable.
+    All,
+    /// The tags of repositories matching any of these patterns are immutable.
+    Matching(Vec<String>),
+}
+
+impl ImmutableTags {
+    /// Immutable everywhere (`true`) or nowhere (`false`).
+    pub fn all(immutable: bool) -> Self {
+        if immutable { Self::All } else { Self::None }
+    }
+
+    /// Immutable in the repositories matching `patterns`, after checking each pattern.
+    pub fn matching(patterns: &[String]) -> Result<Self, String> {
+        for pattern in patterns {
+            check_repository_pattern(pattern)?;
+        }
+        Ok(if patterns.is_empty() { Self::None } else { Self::Matching(patterns.to_vec()) })
+    }
+
+    /// Whether the tags of `repository` are immutable.
+    pub fn applies_to(&self, repository: &str) -> bool {
+        match self {
+            Self::None => false,
+            Self::All => true,
+            Self::Matching(patterns) => {
+                patterns.iter().any(|pattern| glob_match(pattern.as_bytes(), repository.as_bytes()))
+            }
+        }
+    }
+}
+
+/// Checks a repository pattern of [`ImmutableTags::matching`]: a repository name in which
+/// `*`, `**` and `?` may stand for parts of components.
+pub fn check_repository_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.trim().is_empty() {
+        return Err("the pattern is empty".to_owned());
+    }
+    if pattern.contains("***") {
+        return Err(format!("pattern {pattern:?}: use `*` for a name component and `**` for any depth"));
+    }
+    // With the wildcards taken for letters, what is left must be a valid repository name.
+    let probe: String = pattern.chars().map(|c| if c == '*' || c == '?' { 'x' } else { c }).collect();
+    validate_repository(&probe).map_err(|error| format!("pattern {pattern:?} is not a repository name: {error}"))
+}
+
+/// Matches `name` against a pattern of [`ImmutableTags`].
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern {
+        [] => name.is_empty(),
+        [b'*', b'*', rest @ ..] => {
+            // `**/` may also match nothing at all, so that `team/**/app` covers `team/app`.
+            let rest_after_slash = rest.strip_prefix(b"/").unwrap_or(rest);
+            (0..=name.len()).any(|skip| glob_match(rest, &name[skip..]))
+                || (rest.first() == Some(&b'/') && glob_match(rest_after_slash, name))
+        }
+        [b'*', rest @ ..] => {
+            let limit = name.iter().position(|&b| b == b'/').unwrap_or(name.len());
+            (0..=limit).any(|skip| glob_match(rest, &name[skip..]))
+        }
+        [b'?', rest @ ..] => name.first().is_some_and(|&b| b != b'/') && glob_match(rest, &name[1..]),
+        [literal, rest @ ..] => name.first() == Some(literal) && glob_match(rest, &name[1..]),
     }
 }
 
@@ -367,7 +460,7 @@ pub fn open_with(url: &str, base_dir: &Path, options: &RegistryOptions) -> Resul
         }
         let dir = Path::new(dir);
         let root = if dir.is_absolute() { dir.to_path_buf() } else { base_dir.join(dir) };
-        return Ok(Arc::new(LayoutRegistry::new(root).with_immutable_tags(options.immutable_tags)));
+        return Ok(Arc::new(LayoutRegistry::new(root).with_immutable_tags(options.immutable_tags.clone())));
     }
     if trimmed.starts_with("ecr://") {
         return Ok(Arc::new(EcrRegistry::from_url(trimmed, options)?));
@@ -635,6 +728,14 @@ pub enum RegistryError {
         /// Where it was asked to point.
         requested: Digest,
     },
+    /// The credentials configured for a registry cannot be read.
+    #[error("read the credentials of registry {registry}: {reason}")]
+    Credentials {
+        /// The registry's configured name.
+        registry: String,
+        /// What is wrong (a variable not set, a file not readable).
+        reason: String,
+    },
     /// The registry cannot do this at all.
     #[error("{operation} {reference}: {reason}")]
     Unsupported {
@@ -845,6 +946,27 @@ mod tests {
                 .unwrap();
         assert_eq!(registry.identity(), "ecr://123456789012.dkr.ecr.eu-west-1.amazonaws.com");
         assert!(open("ecr://eu-west-1", Path::new("."), RegistryAuth::Anonymous).is_err());
+    }
+
+    #[test]
+    fn immutable_tag_patterns_match_repositories() {
+        let immutable = ImmutableTags::matching(&["web".into(), "prod/*".into(), "release/**/app".into()]).unwrap();
+        for repository in ["web", "prod/app", "prod/api", "release/app", "release/eu/west/app"] {
+            assert!(immutable.applies_to(repository), "{repository} must be immutable");
+        }
+        for repository in ["web2", "team/web", "prod", "prod/app/sub", "release/app2", "dev/app"] {
+            assert!(!immutable.applies_to(repository), "{repository} must stay mutable");
+        }
+        let everything = ImmutableTags::matching(&["**".into()]).unwrap();
+        assert!(everything.applies_to("a/b/c") && everything.applies_to("a"));
+        let single = ImmutableTags::matching(&["a?p".into()]).unwrap();
+        assert!(single.applies_to("app") && !single.applies_to("ap") && !single.applies_to("a/p"));
+        assert_eq!(ImmutableTags::matching(&[]).unwrap(), ImmutableTags::None);
+        assert!(ImmutableTags::All.applies_to("anything"));
+        assert!(!ImmutableTags::None.applies_to("anything"));
+        for bad in ["", "Team/*", "a//b", "***", "/app"] {
+            assert!(ImmutableTags::matching(&[bad.to_owned()]).is_err(), "{bad:?} must be rejected");
+        }
     }
 
     #[test]

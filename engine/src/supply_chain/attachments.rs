@@ -1,14 +1,15 @@
 //! The manifests behind `sha256-<hex>.sig` and `.att` tags: one OCI image manifest whose layers
-//! are the signatures (or attestations), read layer by layer and extended one layer at a time.
+//! are the signatures (or attestations), read layer by layer and extended one layer at a time,
+//! and carried along when their image is promoted to another repository or registry.
 
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use super::SupplyChainError;
+use super::{SupplyChainError, attestation_tag, signature_tag};
 use crate::registry::image::{OCI_CONFIG_MEDIA_TYPE, parse_manifest};
-use crate::registry::{Digest, Image, OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryError};
+use crate::registry::{Digest, Image, Location, OCI_MANIFEST_MEDIA_TYPE, Registry, RegistryError, TagOutcome, promote};
 
 /// Signature payloads are a few hundred bytes and attestations rarely more than a few MiB
 /// (an SBOM predicate); anything larger is not read, so a hostile tag cannot exhaust memory.
@@ -140,21 +141,36 @@ pub(crate) async fn append_layer(
     media_type: &str,
     annotations: BTreeMap<String, String>,
 ) -> Result<Digest, SupplyChainError> {
+    let descriptor = json!({
+        "mediaType": media_type,
+        "digest": Digest::of(&blob),
+        "size": blob.len(),
+        "annotations": annotations,
+    });
+    write_layers(registry, repository, tag, existing, vec![(descriptor, blob)]).await
+}
+
+/// Writes the manifest under `tag` again with the `existing` layers (read back from the
+/// repository) followed by `added` (descriptor and blob each), and returns its digest.
+async fn write_layers(
+    registry: &dyn Registry,
+    repository: &str,
+    tag: &str,
+    existing: &[AttachedLayer],
+    added: Vec<(Value, Vec<u8>)>,
+) -> Result<Digest, SupplyChainError> {
     let reference = registry.reference(repository, tag);
-    let mut descriptors = Vec::with_capacity(existing.len() + 1);
-    let mut blobs = Vec::with_capacity(existing.len() + 1);
+    let mut descriptors = Vec::with_capacity(existing.len() + added.len());
+    let mut blobs = Vec::with_capacity(existing.len() + added.len());
     for layer in existing {
         let bytes = read_blob(registry, repository, layer).await?;
         descriptors.push(layer.descriptor.clone());
         blobs.push(bytes);
     }
-    descriptors.push(json!({
-        "mediaType": media_type,
-        "digest": Digest::of(&blob),
-        "size": blob.len(),
-        "annotations": annotations,
-    }));
-    blobs.push(blob);
+    for (descriptor, blob) in added {
+        descriptors.push(descriptor);
+        blobs.push(blob);
+    }
 
     // The config cosign writes: empty apart from the layer list, with the zero timestamp so the
     // same layers always give the same config bytes.
@@ -188,6 +204,94 @@ pub(crate) async fn append_layer(
         .map_err(|reason| SupplyChainError::InvalidAttachment { reference: reference.clone(), reason })?;
     let image = Image { manifest, manifest_media_type: OCI_MANIFEST_MEDIA_TYPE.to_owned(), config, layers: blobs };
     registry.push_image(repository, tag, &image).await.map_err(SupplyChainError::registry("write", reference))
+}
+
+/// What happened to one attachment tag (`.sig`, `.att`) when its image moved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttachmentCopy {
+    /// The tag, `sha256-<hex>.sig` or `sha256-<hex>.att`.
+    pub tag: String,
+    /// `copied` (the destination had none), `merged` (the destination had other layers, and
+    /// now has both), or `already-present`.
+    pub result: &'static str,
+    /// The digest of the manifest now under the tag at the destination.
+    pub digest: Digest,
+}
+
+/// Brings the signatures and attestations of `digest` along with an image promoted from
+/// `source` to `destination`: each of its `.sig` / `.att` tags that exists at the source.
+///
+/// A tag the destination lacks is copied as it is (same manifest digest, so cosign finds the
+/// same bytes). A tag the destination already has with other layers (signed there by another
+/// key, say) is merged: the source's layers the destination lacks are appended, so no
+/// signature is lost on either side. Idempotent: once every layer is there, nothing is written.
+pub async fn copy_attachments(
+    source: &Location<'_>,
+    destination: &Location<'_>,
+    digest: &Digest,
+) -> Result<Vec<AttachmentCopy>, SupplyChainError> {
+    let mut copies = Vec::new();
+    for tag in [signature_tag(digest), attestation_tag(digest)] {
+        let source_reference = source.reference(&tag);
+        let destination_reference = destination.reference(&tag);
+        let Some(source_digest) = source
+            .registry
+            .resolve(source.repository, &tag)
+            .await
+            .map_err(SupplyChainError::registry("read", source_reference.clone()))?
+        else {
+            continue;
+        };
+        let current = destination
+            .registry
+            .resolve(destination.repository, &tag)
+            .await
+            .map_err(SupplyChainError::registry("read", destination_reference.clone()))?;
+        let copy = match current {
+            None => {
+                let promotion = promote(source, destination, &source_digest, &tag)
+                    .await
+                    .map_err(SupplyChainError::registry("copy", destination_reference.clone()))?;
+                let result = if promotion.outcome == TagOutcome::AlreadyPresent { "already-present" } else { "copied" };
+                AttachmentCopy { tag, result, digest: source_digest }
+            }
+            Some(current) if current == source_digest => {
+                AttachmentCopy { tag, result: "already-present", digest: source_digest }
+            }
+            Some(_) => merge(source, destination, &tag).await?,
+        };
+        copies.push(copy);
+    }
+    Ok(copies)
+}
+
+/// Appends the layers of `tag` at `source` that the same tag at `destination` lacks.
+async fn merge(
+    source: &Location<'_>,
+    destination: &Location<'_>,
+    tag: &str,
+) -> Result<AttachmentCopy, SupplyChainError> {
+    let theirs = read_layers(source.registry, source.repository, tag).await?.unwrap_or_default();
+    let ours = read_layers(destination.registry, destination.repository, tag).await?.unwrap_or_default();
+    let mut added = Vec::new();
+    for layer in theirs.iter().filter(|layer| !ours.iter().any(|own| own.digest == layer.digest)) {
+        let blob = read_blob(source.registry, source.repository, layer).await?;
+        added.push((layer.descriptor.clone(), blob));
+    }
+    if added.is_empty() {
+        let digest = destination
+            .registry
+            .resolve(destination.repository, tag)
+            .await
+            .map_err(SupplyChainError::registry("read", destination.reference(tag)))?
+            .ok_or_else(|| SupplyChainError::InvalidAttachment {
+                reference: destination.reference(tag),
+                reason: "the tag vanished while its layers were compared".to_owned(),
+            })?;
+        return Ok(AttachmentCopy { tag: tag.to_owned(), result: "already-present", digest });
+    }
+    let digest = write_layers(destination.registry, destination.repository, tag, &ours, added).await?;
+    Ok(AttachmentCopy { tag: tag.to_owned(), result: "merged", digest })
 }
 
 #[cfg(test)]

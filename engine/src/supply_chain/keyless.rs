@@ -11,17 +11,17 @@
 //! 6. the entry's signed entry timestamp (SET) is signed by a Rekor key of the trust root;
 //! 7. the entry was integrated while the certificate was valid.
 //!
-//! Steps 1–5 and 7 are the `sigstore` crate's bundle verifier; it does not check SETs yet, so
-//! step 6 is done here. Inclusion proofs against a signed checkpoint are not checked: offline
-//! verification relies on the SET, which is why a bundle without one is rejected.
+//! For message signatures, steps 1–5 and 7 are the `sigstore` crate's bundle verifier; it does
+//! not check SETs yet, so step 6 is done here. Bundles holding a DSSE envelope (attestations)
+//! are verified entirely by [`super::keyless_dsse`], because the crate's Rekor entry check
+//! cannot match the envelope bytes cosign logged. Inclusion proofs against a signed checkpoint
+//! are not checked: offline verification relies on the SET, which is why a bundle without one
+//! is rejected.
 //!
-//! Two inputs are understood: a Sigstore bundle (`*.sigstore.json`, media types v0.1–v0.3),
-//! and the legacy layer annotations cosign writes on a keyless `.sig` layer (certificate plus
-//! `dev.sigstore.cosign/bundle`), which are turned into a v0.1 bundle first.
-//!
-//! Known gap: DSSE bundles written by cosign (attestations) fail the crate's Rekor entry check,
-//! because it recomputes the envelope hash from its own serialization of the envelope rather
-//! than cosign's bytes; message-signature bundles and keyless `.sig` layers are unaffected.
+//! Two inputs are understood: a Sigstore bundle (`*.sigstore.json`, media types v0.1–v0.3,
+//! message signature or DSSE envelope), and the legacy layer annotations cosign writes on a
+//! keyless `.sig` layer (certificate plus `dev.sigstore.cosign/bundle`), which are turned into
+//! a v0.1 bundle first.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -144,6 +144,16 @@ impl TrustRoot {
         Self::from_json(&bytes)
     }
 
+    /// The Fulcio CA certificates (DER), roots and intermediates alike.
+    pub(crate) fn fulcio_certificates(&self) -> &[Vec<u8>] {
+        &self.fulcio_certs
+    }
+
+    /// The key (SubjectPublicKeyInfo DER) of the CT log whose id (SHA-256 of the key) is `log_id`.
+    pub(crate) fn ctlog_key(&self, log_id: &[u8]) -> Option<&[u8]> {
+        self.ctlog_keys.get(&hex::encode(log_id)).map(Vec::as_slice)
+    }
+
     fn manual(&self) -> ManualTrustRoot<'_> {
         ManualTrustRoot {
             fulcio_certs: self.fulcio_certs.iter().map(|der| CertificateDer::from(der.as_slice())).collect(),
@@ -199,9 +209,19 @@ pub async fn verify_bundle(
         )));
     };
     let (log_index, integrated_time) = verify_signed_entry_timestamp(entry, policy)?;
+    let identity = || KeylessIdentity {
+        identity: policy.identity.clone(),
+        issuer: policy.issuer.clone(),
+        log_index,
+        integrated_time,
+    };
 
     let is_dsse =
         serde_json::from_slice::<Value>(bundle_json).is_ok_and(|document| document.get("dsseEnvelope").is_some());
+    if is_dsse {
+        super::keyless_dsse::verify(bundle_json, artifact, policy, integrated_time)?;
+        return Ok(identity());
+    }
     let bundle: sigstore::bundle::Bundle = serde_json::from_slice(bundle_json)
         .map_err(|error| failed(format!("the bundle is not a Sigstore bundle: {error}")))?;
     let digest: [u8; 32] = hex::decode(artifact.hex())
@@ -210,21 +230,12 @@ pub async fn verify_bundle(
         .ok_or_else(|| failed(format!("{artifact} is not a SHA-256 digest")))?;
     let verifier = Verifier::new(Default::default(), policy.trust_root.manual())
         .map_err(|error| failed(format!("load the trust root: {error}")))?;
-    let identity = Identity::new(&policy.identity, &policy.issuer);
-    verifier.verify_digest_with(ArtifactDigest::Sha256(digest), bundle, &identity, true).await.map_err(|error| {
-        let mut reason = error.to_string();
-        if is_dsse && reason.contains("transparency materials are inconsistent") {
-            // Rekor hashed the envelope as cosign serialized it; the crate re-serializes
-            // its parsed copy with another field order before comparing.
-            reason.push_str(
-                " (for DSSE bundles the sigstore crate recomputes the envelope hash from \
-                     its own serialization, which differs from cosign's, so cosign-made DSSE \
-                     bundles cannot be verified offline yet)",
-            );
-        }
-        failed(reason)
-    })?;
-    Ok(KeylessIdentity { identity: policy.identity.clone(), issuer: policy.issuer.clone(), log_index, integrated_time })
+    let policy_identity = Identity::new(&policy.identity, &policy.issuer);
+    verifier
+        .verify_digest_with(ArtifactDigest::Sha256(digest), bundle, &policy_identity, true)
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    Ok(identity())
 }
 
 /// Verifies a keyless cosign signature layer: `annotations` of the layer whose blob (the

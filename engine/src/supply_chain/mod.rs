@@ -33,12 +33,14 @@
 mod attachments;
 pub mod attest;
 pub mod keyless;
+mod keyless_dsse;
 pub mod keys;
 pub mod sign;
 pub mod verify;
 
 use crate::registry::{Digest, RegistryError};
 
+pub use attachments::{AttachmentCopy, copy_attachments};
 pub use attest::{
     AttestOutcome, Envelope, PROVENANCE_PREDICATE_TYPE, Promotion, Statement, VerifiedAttestation, attest_image,
     promotion_provenance, verify_attestations,

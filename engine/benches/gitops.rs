@@ -97,6 +97,26 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// `min / median / max` in milliseconds: the spread matters on a shared machine.
+fn spread(samples: &[Duration]) -> String {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    format!(
+        "{:.1} / {:.1} / {:.1} ms",
+        millis(sorted[0]),
+        millis(sorted[sorted.len() / 2]),
+        millis(sorted[sorted.len() - 1])
+    )
+}
+
+/// The 1-minute load average, to read the figures against.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -169,7 +189,7 @@ fn bench_update_and_push(dir: &Path, rounds: usize) -> (Duration, Duration) {
     (median(gantry), median(shell))
 }
 
-fn bench_drift(dir: &Path, rounds: usize) -> (Duration, Duration) {
+fn bench_drift(dir: &Path, rounds: usize) -> (Vec<Duration>, Vec<Duration>) {
     // dev runs 1.6.x; staging, uat and prod 1.5.x, with a tenth of prod one patch behind.
     for env in ENVIRONMENTS {
         let repo = dir.join(format!("{env}.git"));
@@ -214,12 +234,6 @@ fn bench_drift(dir: &Path, rounds: usize) -> (Duration, Duration) {
     );
 
     let mut gantry = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let started = Instant::now();
-        let report = drift::check(&config, &[], dir, &cache);
-        gantry.push(started.elapsed());
-        assert_eq!(report.environments.len(), warm.environments.len());
-    }
 
     // The same trees checked out, compared pairwise as a person would.
     let trees = dir.join("trees");
@@ -233,7 +247,15 @@ fn bench_drift(dir: &Path, rounds: usize) -> (Duration, Duration) {
         )));
     }
     let mut shell = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    for round in 0..rounds * 2 {
+        // Alternate with gantry's rounds, so both see the same load.
+        if round % 2 == 1 {
+            let started = Instant::now();
+            let report = drift::check(&config, &[], dir, &cache);
+            gantry.push(started.elapsed());
+            assert_eq!(report.environments.len(), warm.environments.len());
+            continue;
+        }
         let started = Instant::now();
         for pair in ENVIRONMENTS.windows(2) {
             // Exit status 1 means "differences found".
@@ -249,14 +271,25 @@ fn bench_drift(dir: &Path, rounds: usize) -> (Duration, Duration) {
         }
         shell.push(started.elapsed());
     }
-    (median(gantry), median(shell))
+    (gantry, shell)
 }
 
 fn main() {
     let rounds: usize = std::env::var("GANTRY_BENCH_ROUNDS").ok().and_then(|rounds| rounds.parse().ok()).unwrap_or(20);
     let dir = tempfile::tempdir().expect("temp dir");
     let root: PathBuf = dir.path().to_path_buf();
+    // `GANTRY_BENCH_ONLY=drift` (or `write`) runs one half, for profiling.
+    let only = std::env::var("GANTRY_BENCH_ONLY").unwrap_or_default();
 
+    if only.is_empty() || only == "write" {
+        bench_write(&root, rounds);
+    }
+    if only.is_empty() || only == "drift" {
+        bench_drift_and_report(&root, rounds);
+    }
+}
+
+fn bench_write(root: &Path, rounds: usize) {
     let (gantry, shell) = bench_update_and_push(&root.join("write"), rounds);
     let ratio = gantry.as_secs_f64() / shell.as_secs_f64();
     println!(
@@ -267,14 +300,21 @@ fn main() {
         ratio * 100.0,
         if ratio <= 0.01 { "PASS" } else { "MISS" }
     );
+}
 
+fn bench_drift_and_report(root: &Path, rounds: usize) {
+    let load_before = load_average();
     let (gantry, shell) = bench_drift(&root.join("drift"), rounds.min(10));
-    let ratio = gantry.as_secs_f64() / shell.as_secs_f64();
+    let ratio = median(gantry.clone()).as_secs_f64() / median(shell.clone()).as_secs_f64();
     println!(
-        "drift {DRIFT_APPS} apps x 4 envs: gantry {:.1} ms, git diff --no-index over the same trees {:.1} ms -> ratio {:.2} (target <= 1) {}",
-        millis(gantry),
-        millis(shell),
+        "drift {DRIFT_APPS} apps x 4 envs ({} rounds each, interleaved; min / median / max): gantry {}, \
+         git diff --no-index over the same trees {} -> ratio of medians {:.2} (target <= 1) {}; load average {} -> {}",
+        gantry.len(),
+        spread(&gantry),
+        spread(&shell),
         ratio,
-        if ratio <= 1.0 { "PASS" } else { "MISS" }
+        if ratio <= 1.0 { "PASS" } else { "MISS" },
+        load_before,
+        load_average()
     );
 }

@@ -16,7 +16,7 @@
 //!
 //! Reading is blocking git work: call [`check`] from `spawn_blocking` (or a CLI).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use gantry_workflows::Config;
@@ -25,10 +25,10 @@ use gantry_workflows::spans::YamlPath;
 use gantry_workflows::template::{self, Vars};
 use serde::{Deserialize, Serialize};
 
-use crate::capabilities::resolve_repo_url;
 use crate::edit::{self, Format, PinLocation, Pinned};
-use crate::git::EnvRepo;
+use crate::git::{EnvRepo, FileBlob};
 use crate::model::{ChangeRequest, Run};
+use crate::repos::RepoCatalog;
 
 /// How an environment stands against what gantry last promoted there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,7 +252,7 @@ struct EnvironmentRepo {
 /// Opens the env repos the environments and promotions need, once per (url, branch).
 struct Repos<'a> {
     cache_dir: &'a Path,
-    data_dir: &'a Path,
+    catalog: RepoCatalog,
     opened: HashMap<(String, String), Result<EnvironmentRepo, String>>,
 }
 
@@ -260,7 +260,7 @@ impl Repos<'_> {
     fn get(&mut self, url: &str, branch: &str) -> Result<&EnvironmentRepo, String> {
         let key = (url.to_owned(), branch.to_owned());
         if !self.opened.contains_key(&key) {
-            let opened = open_env_repo(self.cache_dir, &resolve_repo_url(self.data_dir, url), branch);
+            let opened = open_env_repo(&self.catalog, self.cache_dir, url, branch);
             self.opened.insert(key.clone(), opened);
         }
         match &self.opened[&key] {
@@ -270,8 +270,8 @@ impl Repos<'_> {
     }
 }
 
-fn open_env_repo(cache_dir: &Path, url: &str, branch: &str) -> Result<EnvironmentRepo, String> {
-    let repo = EnvRepo::open(cache_dir, url).map_err(|error| crate::steps::chain(&error))?;
+fn open_env_repo(catalog: &RepoCatalog, cache_dir: &Path, url: &str, branch: &str) -> Result<EnvironmentRepo, String> {
+    let repo = catalog.open(cache_dir, url).map_err(|error| crate::steps::chain(&error))?;
     let commit = repo
         .branch_head(branch)
         .map_err(|error| crate::steps::chain(&error))?
@@ -317,7 +317,8 @@ fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String 
 /// An unreadable repo or file becomes a [`DriftProblem`] in the report, so that one broken
 /// environment does not hide the others' drift.
 pub fn check(config: &Config, promotions: &[Promotion], data_dir: &Path, cache_dir: &Path) -> DriftReport {
-    let mut repos = Repos { cache_dir, data_dir, opened: HashMap::new() };
+    let catalog = RepoCatalog::from_config(config, data_dir);
+    let mut repos = Repos { cache_dir, catalog, opened: HashMap::new() };
     let mut report = DriftReport::default();
     check_promotions(promotions, &mut repos, &mut report);
     check_environments(config, &mut repos, &mut report);
@@ -420,21 +421,33 @@ fn environment_pairs(config: &Config) -> Vec<(&EnvironmentSpec, &EnvironmentSpec
     pairs
 }
 
+/// One app's file in one environment, as read from the env repo.
+struct AppFile {
+    app: usize,
+    path: String,
+    blob: FileBlob,
+}
+
 /// What one environment's file says about one app.
 struct AppState {
     path: String,
-    text: String,
+    /// Blob id of the file: equal ids mean equal files.
+    blob: String,
+    content: Vec<u8>,
     pinned: Pinned,
     version: Option<String>,
 }
+
+/// What pins a file is read for: a file's blob id and the place the pin is (its format
+/// follows from the path's extension, which is part of the key too). Environments that hold
+/// the same file (staging and uat between promotions, say) parse it once.
+type ParseKey = (String, String, bool);
 
 fn check_environments(config: &Config, repos: &mut Repos<'_>, report: &mut DriftReport) {
     let pairs = environment_pairs(config);
     if pairs.is_empty() {
         return;
     }
-    // Read every app in every environment that takes part, one batch per environment.
-    let mut states: BTreeMap<(String, String), AppState> = BTreeMap::new();
     let mut involved: Vec<&EnvironmentSpec> = Vec::new();
     for (from, to) in &pairs {
         for env in [*from, *to] {
@@ -443,8 +456,8 @@ fn check_environments(config: &Config, repos: &mut Repos<'_>, report: &mut Drift
             }
         }
     }
-    // Fetch each repo once, then read and parse the environments in parallel: parsing
-    // thousands of files is the bulk of the work and the environments are independent.
+    // Fetch each repo once (a no-op for a local repo that did not move), then read the
+    // environments' files in parallel: inflating thousands of blobs is work per environment.
     let opened: Vec<(&EnvironmentSpec, OpenedRepo)> = involved
         .into_iter()
         .map(|env| {
@@ -454,36 +467,88 @@ fn check_environments(config: &Config, repos: &mut Repos<'_>, report: &mut Drift
             (env, repo)
         })
         .collect();
-    let results: Vec<(String, std::thread::Result<EnvironmentRead>)> = std::thread::scope(|scope| {
+    let reads: Vec<(&EnvironmentSpec, std::thread::Result<EnvironmentRead>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = opened
             .into_iter()
-            .map(|(env, repo)| {
-                let name = env.name.clone();
-                (name, scope.spawn(move || read_environment(config, env, repo)))
-            })
+            .map(|(env, repo)| (env, scope.spawn(move || read_environment(config, env, repo))))
             .collect();
-        workers.into_iter().map(|(name, worker)| (name, worker.join())).collect()
+        workers.into_iter().map(|(env, worker)| (env, worker.join())).collect()
     });
-    for (environment, result) in results {
-        match result {
+    let mut files: Vec<(&EnvironmentSpec, Vec<AppFile>)> = Vec::new();
+    for (env, read) in reads {
+        match read {
             Ok(read) => {
-                states.extend(read.states);
                 report.problems.extend(read.problems);
+                files.push((env, read.files));
             }
             Err(_) => report.problems.push(DriftProblem {
                 app: None,
-                environment,
+                environment: env.name.clone(),
                 message: "reading the environment's files panicked".to_owned(),
             }),
         }
     }
-    for (from, to) in pairs {
-        for (app, _) in &config.apps {
+
+    // Parse each distinct (blob, place) once, spread over the machine's cores.
+    let mut jobs: Vec<(ParseKey, &[u8], PinLocation, Format)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (env, env_files) in &files {
+        for file in env_files {
+            let app = &config.apps[file.app].0;
+            let Ok(pin) = location(env.config_repo.yaml_path.as_deref(), app.image_name()) else { continue };
+            let format = Format::from_path(Path::new(&file.path));
+            let key = parse_key(&file.blob.id, &pin, format);
+            if seen.insert(key.clone()) {
+                jobs.push((key, &file.blob.content, pin, format));
+            }
+        }
+    }
+    let parsed: HashMap<ParseKey, Result<Pinned, String>> = parallel_map(&jobs, |(key, content, pin, format)| {
+        let text = String::from_utf8_lossy(content);
+        (key.clone(), edit::read_pin(*format, &text, pin).map_err(|error| error.to_string()))
+    })
+    .into_iter()
+    .collect();
+
+    let mut states: HashMap<(usize, &str), AppState> = HashMap::new();
+    for (env, env_files) in files {
+        for file in env_files {
+            let app = &config.apps[file.app].0;
+            let problem =
+                |message: String| DriftProblem { app: Some(app.name.clone()), environment: env.name.clone(), message };
+            let pin = match location(env.config_repo.yaml_path.as_deref(), app.image_name()) {
+                Ok(pin) => pin,
+                Err(message) => {
+                    report.problems.push(problem(message));
+                    continue;
+                }
+            };
+            let key = parse_key(&file.blob.id, &pin, Format::from_path(Path::new(&file.path)));
+            let pinned = match &parsed[&key] {
+                Ok(pinned) => pinned.clone(),
+                Err(message) => {
+                    report.problems.push(problem(format!("read {}: {message}", file.path)));
+                    continue;
+                }
+            };
+            let version = pinned.tag.as_deref().map(|tag| version_of(tag, &env.tag_template, &app.name, &env.name));
+            let state = AppState { path: file.path, blob: file.blob.id, content: file.blob.content, pinned, version };
+            states.insert((file.app, env.name.as_str()), state);
+        }
+    }
+
+    // Compare; a file identical in both environments (same blob) cannot differ.
+    let mut differing: Vec<(&EnvironmentSpec, &EnvironmentSpec, usize, &AppState, &AppState)> = Vec::new();
+    for (from, to) in &pairs {
+        for app in 0..config.apps.len() {
             let (Some(upstream), Some(downstream)) =
-                (states.get(&(app.name.clone(), from.name.clone())), states.get(&(app.name.clone(), to.name.clone())))
+                (states.get(&(app, from.name.as_str())), states.get(&(app, to.name.as_str())))
             else {
                 continue;
             };
+            if upstream.blob == downstream.blob {
+                continue;
+            }
             let digests_differ = match (&upstream.pinned.digest, &downstream.pinned.digest) {
                 (Some(a), Some(b)) => a != b,
                 _ => false,
@@ -491,23 +556,58 @@ fn check_environments(config: &Config, repos: &mut Repos<'_>, report: &mut Drift
             if upstream.version == downstream.version && !digests_differ {
                 continue;
             }
-            report.environments.push(EnvironmentDiff {
-                app: app.name.clone(),
-                from: from.name.clone(),
-                to: to.name.clone(),
-                from_version: upstream.version.clone(),
-                to_version: downstream.version.clone(),
-                from_digest: upstream.pinned.digest.clone(),
-                to_digest: downstream.pinned.digest.clone(),
-                diff: unified_diff(
-                    &downstream.text,
-                    &upstream.text,
-                    &format!("{}/{}", to.name, downstream.path),
-                    &format!("{}/{}", from.name, upstream.path),
-                ),
-            });
+            differing.push((*from, *to, app, upstream, downstream));
         }
     }
+    let diffs = parallel_map(&differing, |(from, to, _, upstream, downstream)| {
+        unified_diff(
+            &String::from_utf8_lossy(&downstream.content),
+            &String::from_utf8_lossy(&upstream.content),
+            &format!("{}/{}", to.name, downstream.path),
+            &format!("{}/{}", from.name, upstream.path),
+        )
+    });
+    for ((from, to, app, upstream, downstream), diff) in differing.iter().zip(diffs) {
+        report.environments.push(EnvironmentDiff {
+            app: config.apps[*app].0.name.clone(),
+            from: from.name.clone(),
+            to: to.name.clone(),
+            from_version: upstream.version.clone(),
+            to_version: downstream.version.clone(),
+            from_digest: upstream.pinned.digest.clone(),
+            to_digest: downstream.pinned.digest.clone(),
+            diff,
+        });
+    }
+}
+
+fn parse_key(blob: &str, pin: &PinLocation, format: Format) -> ParseKey {
+    let place = match pin {
+        PinLocation::Scalar(path) => format!("scalar:{path}"),
+        PinLocation::KustomizeImage(name) => format!("image:{name}"),
+    };
+    (blob.to_owned(), place, format == Format::Json)
+}
+
+/// `work` applied to every item, the items split into one contiguous chunk per core; results
+/// keep the items' order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    /// Below this, starting threads costs more than it saves.
+    const SERIAL_BELOW: usize = 64;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads < 2 || items.len() < SERIAL_BELOW {
+        return items.iter().map(&work).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> =
+            items.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(work).collect::<Vec<R>>())).collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
 }
 
 /// An environment's repo and the commit to read, or why it could not be opened.
@@ -516,10 +616,11 @@ type OpenedRepo = Result<(EnvRepo, String), String>;
 /// What [`read_environment`] found in one environment.
 #[derive(Default)]
 struct EnvironmentRead {
-    states: Vec<((String, String), AppState)>,
+    files: Vec<AppFile>,
     problems: Vec<DriftProblem>,
 }
 
+/// Reads every app's file in one environment (apps without one there are skipped).
 fn read_environment(config: &Config, env: &EnvironmentSpec, repo: OpenedRepo) -> EnvironmentRead {
     let mut read = EnvironmentRead::default();
     let problem = |app: Option<&str>, message: String| DriftProblem {
@@ -535,41 +636,26 @@ fn read_environment(config: &Config, env: &EnvironmentSpec, repo: OpenedRepo) ->
         }
     };
     let mut paths = Vec::with_capacity(config.apps.len());
-    for (app, _) in &config.apps {
+    for (index, (app, _)) in config.apps.iter().enumerate() {
         let vars = Vars::new().set("app", Some(&app.name)).set("env", Some(&env.name));
         match template::render(&env.config_repo.path, &vars) {
-            Ok(path) => paths.push((app, path)),
+            Ok(path) => paths.push((index, path)),
             Err(error) => read.problems.push(problem(Some(&app.name), error.to_string())),
         }
     }
     let path_list: Vec<&str> = paths.iter().map(|(_, path)| path.as_str()).collect();
-    let contents = match repo.read_files(&commit, &path_list) {
+    let contents = match repo.read_files_with_ids(&commit, &path_list) {
         Ok(contents) => contents,
         Err(error) => {
             read.problems.push(problem(None, crate::steps::chain(&error)));
             return read;
         }
     };
-    for ((app, path), content) in paths.into_iter().zip(contents) {
+    for ((app, path), blob) in paths.into_iter().zip(contents) {
         // An app not deployed to this environment has no file there: nothing to compare.
-        let Some(bytes) = content else { continue };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let pin = match location(env.config_repo.yaml_path.as_deref(), app.image_name()) {
-            Ok(pin) => pin,
-            Err(message) => {
-                read.problems.push(problem(Some(&app.name), message));
-                continue;
-            }
-        };
-        let pinned = match edit::read_pin(Format::from_path(Path::new(&path)), &text, &pin) {
-            Ok(pinned) => pinned,
-            Err(error) => {
-                read.problems.push(problem(Some(&app.name), format!("read {path}: {error}")));
-                continue;
-            }
-        };
-        let version = pinned.tag.as_deref().map(|tag| version_of(tag, &env.tag_template, &app.name, &env.name));
-        read.states.push(((app.name.clone(), env.name.clone()), AppState { path, text, pinned, version }));
+        if let Some(blob) = blob {
+            read.files.push(AppFile { app, path, blob });
+        }
     }
     read
 }

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::git::EnvRepo;
 use crate::model::ChangeRequest;
+use crate::repos::RepoCatalog;
 use crate::store::{NewChangeRequest, Store};
 
 /// How often landing a change is tried when the base branch keeps moving under it.
@@ -24,13 +25,14 @@ const LAND_ATTEMPTS: u32 = 5;
 pub struct LocalForge {
     store: Arc<dyn Store>,
     mirrors: Option<PathBuf>,
+    repos: Option<Arc<RepoCatalog>>,
 }
 
 impl LocalForge {
     /// A local forge recording into `store`. It can open and track change requests; merging
     /// needs [`LocalForge::with_mirrors`].
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, mirrors: None }
+        Self { store, mirrors: None, repos: None }
     }
 
     /// The same forge, merging through warm mirrors kept under `cache_dir` (the directory
@@ -38,6 +40,14 @@ impl LocalForge {
     #[must_use]
     pub fn with_mirrors(mut self, cache_dir: PathBuf) -> Self {
         self.mirrors = Some(cache_dir);
+        self
+    }
+
+    /// The same forge, pushing merges with the credentials `repos` holds for each repository
+    /// (an https token, an ssh key).
+    #[must_use]
+    pub fn with_repos(mut self, repos: Arc<RepoCatalog>) -> Self {
+        self.repos = Some(repos);
         self
     }
 
@@ -145,8 +155,12 @@ impl Forge for LocalForge {
             let (branch, base) = (branch.clone(), base.clone());
             move |source| ForgeError::Git { branch, base, source: Box::new(source) }
         };
+        let repos = self.repos.clone();
         let landed = tokio::task::spawn_blocking(move || {
-            let env_repo = EnvRepo::open(&mirrors, &repo)?;
+            let env_repo = match &repos {
+                Some(repos) => repos.open(&mirrors, &repo)?,
+                None => EnvRepo::open(&mirrors, &repo)?,
+            };
             env_repo.land(&head, &base, LAND_ATTEMPTS)
         })
         .await

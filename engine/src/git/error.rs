@@ -60,6 +60,20 @@ pub enum GitError {
         reason: String,
     },
 
+    /// The git command line, which runs the network operations of https and ssh remotes,
+    /// failed (or could not be started).
+    #[error("run git {operation} against {url}: {message}")]
+    Command {
+        /// The remote.
+        url: String,
+        /// What git was asked to do (`fetch`, `push`).
+        operation: &'static str,
+        /// What git said (its last lines of error output), or why it could not run.
+        message: String,
+        /// Whether the failure looks temporary (network, server error, timeout).
+        transient: bool,
+    },
+
     /// Pushing failed before the remote could accept or reject the update.
     #[error("push branch {branch} to {url}")]
     Push {
@@ -233,6 +247,7 @@ impl GitError {
             }
             GitError::PushRejected { reason, .. } => is_transient_rejection(reason),
             GitError::KeptMoving { .. } => true,
+            GitError::Command { transient, .. } => *transient,
             GitError::RebaseConflict { .. } => false,
             GitError::OpenMirror { source, .. }
             | GitError::Repository { source, .. }

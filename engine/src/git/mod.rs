@@ -16,15 +16,22 @@
 //! `refs/gantry-local/<branch>` is the commit gantry made for a branch; the latter survives
 //! restarts and is what gets pushed.
 //!
-//! Transports: `file://` URLs, plain paths, `git://` and `http://` (with credentials, if any,
-//! embedded in the URL). `https://` and ssh are refused with a clear error until this build
-//! carries a TLS and an ssh transport.
+//! Transports: `file://` URLs, plain paths, `git://` and `http://` go through libgit2;
+//! `https://`, `ssh://` and scp-like `user@host:path` remotes are fetched and pushed with the
+//! `git` command line (see `cli`), because this build's libgit2 has no TLS or ssh (both would
+//! need OpenSSL); everything local stays in libgit2 either way. Credentials come from a
+//! [`RemoteAuth`] (an https token from an environment variable or file, an ssh key and known
+//! hosts) or, for http(s), from user information in the URL; they never appear in logs or
+//! error messages, and a refused credential is a permanent [`GitError::Authentication`], not a
+//! prompt or a retry loop.
 //!
 //! libgit2 is blocking, so this API is synchronous; async callers wrap calls in
 //! `tokio::task::spawn_blocking`. An [`EnvRepo`] holds no open handles and can be shared between
 //! threads; concurrent writers to one mirror are serialized by git's ref locks, and losing such a
 //! race is a transient error.
 
+mod auth;
+mod cli;
 mod error;
 mod remote;
 mod tree;
@@ -40,6 +47,8 @@ use git2::{
 };
 use serde::{Deserialize, Serialize};
 
+pub(crate) use auth::resolve as resolve_path;
+pub use auth::{DEFAULT_TOKEN_USERNAME, HostKeyChecking, RemoteAuth, SecretSource};
 pub use error::GitError;
 use remote::{CredentialSupply, RemoteUrl};
 use tree::TreeEditError;
@@ -60,6 +69,18 @@ pub struct Signature {
     pub name: String,
     /// Email address, e.g. `gantry@example.com`.
     pub email: String,
+}
+
+/// The files below a directory, as (path relative to it, contents): see [`EnvRepo::read_dir`].
+pub type DirFiles = Vec<(String, Vec<u8>)>;
+
+/// A file read from a commit, with its blob id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBlob {
+    /// The blob's object id (hex): equal ids mean equal contents.
+    pub id: String,
+    /// The file's bytes.
+    pub content: Vec<u8>,
 }
 
 /// What [`EnvRepo::push_branch`] did to the remote branch.
@@ -237,6 +258,7 @@ impl PushOutcome {
 pub struct EnvRepo {
     remote: RemoteUrl,
     mirror_path: PathBuf,
+    auth: RemoteAuth,
 }
 
 impl EnvRepo {
@@ -249,9 +271,15 @@ impl EnvRepo {
     /// first clone never leaves a half-made mirror behind, and two processes racing to create
     /// the same mirror both end up using one.
     pub fn open(cache_dir: &Path, url: &str) -> Result<EnvRepo, GitError> {
+        EnvRepo::open_with(cache_dir, url, &RemoteAuth::none())
+    }
+
+    /// Like [`EnvRepo::open`], authenticating to the remote with `auth` (an https token, an
+    /// ssh key) for this and every later network operation.
+    pub fn open_with(cache_dir: &Path, url: &str, auth: &RemoteAuth) -> Result<EnvRepo, GitError> {
         let remote = RemoteUrl::parse(url)?;
         let mirror_path = cache_dir.join(remote.cache_dir_name());
-        let env_repo = EnvRepo { remote, mirror_path };
+        let env_repo = EnvRepo { remote, mirror_path, auth: auth.clone() };
         if env_repo.mirror_path.is_dir() {
             let repo = env_repo.repository()?;
             env_repo.fetch_refspecs(&repo, &[ALL_BRANCHES.to_owned()])?;
@@ -330,13 +358,30 @@ impl EnvRepo {
         time: DateTime<Utc>,
         branch: &str,
     ) -> Result<String, GitError> {
+        self.commit_changes(parent, files, &[], message, author, time, branch)
+    }
+
+    /// [`EnvRepo::commit_files`] that also removes the files or whole directories at
+    /// `removals` (one that does not exist is skipped; a directory left empty goes too).
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_changes(
+        &self,
+        parent: &str,
+        files: &[(&str, &[u8])],
+        removals: &[&str],
+        message: &str,
+        author: &Signature,
+        time: DateTime<Utc>,
+        branch: &str,
+    ) -> Result<String, GitError> {
         let branch = validate_branch(branch)?;
         let signature = git_signature(author, time)?;
         let repo = self.repository()?;
         let parent_commit = self.find_commit(&repo, parent)?;
         let base_tree =
             parent_commit.tree().map_err(|source| self.repository_error("read the parent's tree", source))?;
-        let tree_id = tree::edit_tree(&repo, &base_tree, files).map_err(|error| self.tree_error(error))?;
+        let tree_id =
+            tree::edit_tree_removing(&repo, &base_tree, files, removals).map_err(|error| self.tree_error(error))?;
         if tree_id == base_tree.id() {
             return Err(GitError::NoChanges { branch: branch.to_owned(), parent: parent_commit.id().to_string() });
         }
@@ -347,6 +392,59 @@ impl EnvRepo {
             .map_err(|source| self.repository_error("write the commit", source))?;
         self.set_ref(&repo, &local_ref(branch), commit_id, "gantry: commit files")?;
         Ok(commit_id.to_string())
+    }
+
+    /// Every file below directory `dir` at `commit`, as (path relative to `dir`, contents),
+    /// sorted by path; `None` when `dir` does not exist. A file at `dir`, or a symbolic link
+    /// or submodule below it, is an error: callers copy what they read as plain files.
+    pub fn read_dir(&self, commit: &str, dir: &str) -> Result<Option<DirFiles>, GitError> {
+        let dir = dir.trim_end_matches('/');
+        tree::split_path(dir).map_err(|error| self.tree_error(error))?;
+        let repo = self.repository()?;
+        let root = self
+            .find_commit(&repo, commit)?
+            .tree()
+            .map_err(|source| self.repository_error("read the commit's tree", source))?;
+        let entry = match root.get_path(Path::new(dir)) {
+            Ok(entry) => entry,
+            Err(error) if error.code() == ErrorCode::NotFound => return Ok(None),
+            Err(source) => return Err(self.repository_error("look up the directory", source)),
+        };
+        if entry.kind() != Some(ObjectType::Tree) {
+            return Err(GitError::InvalidPath { path: dir.to_owned(), reason: "is not a directory".to_owned() });
+        }
+        let tree = repo.find_tree(entry.id()).map_err(|source| self.repository_error("read the directory", source))?;
+        let mut entries = Vec::new();
+        let mut problem = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+            let path = format!("{parent}{}", entry.name().unwrap_or_default());
+            match entry.kind() {
+                Some(ObjectType::Tree) => git2::TreeWalkResult::Ok,
+                Some(ObjectType::Blob) if matches!(entry.filemode(), 0o100_644 | 0o100_755) => {
+                    entries.push((path, entry.id()));
+                    git2::TreeWalkResult::Ok
+                }
+                _ => {
+                    problem = Some(path);
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .or_else(|error| if problem.is_some() { Ok(()) } else { Err(error) })
+        .map_err(|source| self.repository_error("list the directory", source))?;
+        if let Some(path) = problem {
+            return Err(GitError::InvalidPath {
+                path: format!("{dir}/{path}"),
+                reason: "is a symbolic link or submodule, not a file".to_owned(),
+            });
+        }
+        let mut files = Vec::with_capacity(entries.len());
+        for (path, id) in entries {
+            let blob = repo.find_blob(id).map_err(|source| self.repository_error("read a file", source))?;
+            files.push((path, blob.content().to_vec()));
+        }
+        files.sort();
+        Ok(Some(files))
     }
 
     /// Pushes `commit` to `refs/heads/<branch>` on the remote, after fetching that branch to
@@ -590,6 +688,13 @@ impl EnvRepo {
     /// Directories are resolved once and kept: looking each path up from the root would
     /// inflate a large shared directory (`apps/`, thousands of entries) again for every file.
     pub fn read_files(&self, commit: &str, paths: &[&str]) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+        let files = self.read_files_with_ids(commit, paths)?;
+        Ok(files.into_iter().map(|file| file.map(|file| file.content)).collect())
+    }
+
+    /// Like [`EnvRepo::read_files`], with each file's blob id: two files with the same id
+    /// have the same content, which callers comparing many files use to skip work.
+    pub fn read_files_with_ids(&self, commit: &str, paths: &[&str]) -> Result<Vec<Option<FileBlob>>, GitError> {
         let repo = self.repository()?;
         let root = self
             .find_commit(&repo, commit)?
@@ -642,7 +747,7 @@ impl EnvRepo {
                 return Err(GitError::NotAFile { commit: commit.to_owned(), path: (*path).to_owned() });
             }
             let blob = repo.find_blob(entry.id()).map_err(|source| self.repository_error("read the file", source))?;
-            contents.push(Some(blob.content().to_vec()));
+            contents.push(Some(FileBlob { id: entry.id().to_string(), content: blob.content().to_vec() }));
         }
         Ok(contents)
     }
@@ -732,8 +837,21 @@ impl EnvRepo {
                 )));
             }
         }
+        if self.local_refs_unchanged(repo, refspecs) {
+            return Ok(());
+        }
+        if self.remote.uses_cli() {
+            let missing = cli::fetch(repo.path(), &self.remote, &self.auth, refspecs)?;
+            // A branch the remote does not have (any more) is forgotten, as libgit2's prune does.
+            for refspec in missing {
+                if let Some((_, destination)) = refspec.split_once(':') {
+                    let _ = repo.find_reference(destination).and_then(|mut reference| reference.delete());
+                }
+            }
+            return Ok(());
+        }
         let mut remote = repo.remote_anonymous(self.url()).map_err(fetch_error)?;
-        let credentials = CredentialSupply::new(&self.remote);
+        let credentials = self.credential_supply()?;
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(credentials.callbacks())
@@ -743,9 +861,50 @@ impl EnvRepo {
         let result = remote.fetch(refspecs, Some(&mut options), Some("gantry: fetch"));
         drop(options);
         result.map_err(|source| match credentials.failure() {
-            Some(reason) => GitError::Authentication { url: self.url().to_owned(), reason: reason.to_owned() },
+            Some(reason) => GitError::Authentication { url: self.url().to_owned(), reason },
             None => fetch_error(source),
         })
+    }
+
+    /// For a repository on this machine: whether the mirror already holds exactly the remote
+    /// branches `refspecs` ask for, so that a fetch would transfer nothing and can be skipped.
+    /// libgit2 would still negotiate, walking history on both sides; reading the remote's refs
+    /// costs microseconds. Anything unusual (a symbolic ref, an unreadable repository) answers
+    /// `false`, and the fetch runs as usual.
+    fn local_refs_unchanged(&self, repo: &Repository, refspecs: &[String]) -> bool {
+        let Some(path) = self.local_remote_path() else { return false };
+        let Ok(remote) = Repository::open_bare(&path) else { return false };
+        refspecs.iter().all(|refspec| {
+            let Some((source, destination)) = refspec.trim_start_matches('+').split_once(':') else {
+                return false;
+            };
+            match (source.strip_suffix('*'), destination.strip_suffix('*')) {
+                (Some(source_prefix), Some(destination_prefix)) => {
+                    match (refs_under(&remote, source_prefix), refs_under(repo, destination_prefix)) {
+                        (Some(theirs), Some(ours)) => theirs == ours,
+                        _ => false,
+                    }
+                }
+                (None, None) => match (ref_target(&remote, source), ref_target(repo, destination)) {
+                    (Ok(theirs), Ok(ours)) => theirs == ours,
+                    _ => false,
+                },
+                _ => false,
+            }
+        })
+    }
+
+    /// Credentials for libgit2's http transport: those in the URL, else the configured token.
+    fn credential_supply(&self) -> Result<CredentialSupply, GitError> {
+        if let Some(embedded) = self.remote.embedded_credentials() {
+            return Ok(CredentialSupply::new(Some(embedded.clone()), "the url"));
+        }
+        let credentials = self.auth.token_credentials().map_err(|reason| GitError::Authentication {
+            url: self.url().to_owned(),
+            reason: format!("read the token: {reason}"),
+        })?;
+        let source = self.auth.token_source().unwrap_or_else(|| "the url".to_owned());
+        Ok(CredentialSupply::new(credentials, source))
     }
 
     /// Pushes `refs/gantry-local/<branch>` (already pointing at `commit`) to the remote branch,
@@ -756,8 +915,12 @@ impl EnvRepo {
         }
         let push_error = |source| GitError::Push { url: self.url().to_owned(), branch: branch.to_owned(), source };
         let refspec = format!("{}{LOCAL_PREFIX}{branch}:refs/heads/{branch}", if force { "+" } else { "" });
+        if self.remote.uses_cli() {
+            cli::push(repo.path(), &self.remote, &self.auth, branch, &refspec)?;
+            return self.set_ref(repo, &tracking_ref(branch), commit, "gantry: pushed");
+        }
         let mut remote = repo.remote_anonymous(self.url()).map_err(push_error)?;
-        let credentials = CredentialSupply::new(&self.remote);
+        let credentials = self.credential_supply()?;
         // The server reports refused updates through this callback, not as an error.
         let rejections = RefCell::new(Vec::new());
         let mut callbacks = credentials.callbacks();
@@ -772,7 +935,7 @@ impl EnvRepo {
         let result = remote.push(&[refspec], Some(&mut options));
         drop(options);
         result.map_err(|source| match credentials.failure() {
-            Some(reason) => GitError::Authentication { url: self.url().to_owned(), reason: reason.to_owned() },
+            Some(reason) => GitError::Authentication { url: self.url().to_owned(), reason },
             None => push_error(source),
         })?;
         let rejections = rejections.into_inner();
@@ -922,6 +1085,27 @@ fn validate_branch(branch: &str) -> Result<&str, GitError> {
         && !branch.starts_with('-')
         && Reference::is_valid_name(&format!("refs/heads/{branch}"));
     if valid { Ok(branch) } else { Err(GitError::InvalidBranch { branch: branch.to_owned() }) }
+}
+
+/// The direct refs under `prefix`, by the rest of their names; `None` when one is symbolic or
+/// they cannot be read.
+fn refs_under(repo: &Repository, prefix: &str) -> Option<std::collections::BTreeMap<String, Oid>> {
+    let mut refs = std::collections::BTreeMap::new();
+    for reference in repo.references_glob(&format!("{prefix}*")).ok()? {
+        let reference = reference.ok()?;
+        let name = std::str::from_utf8(reference.name_bytes()).ok()?;
+        refs.insert(name.strip_prefix(prefix)?.to_owned(), reference.target()?);
+    }
+    Some(refs)
+}
+
+/// Where the direct ref `name` points, `None` when it does not exist.
+fn ref_target(repo: &Repository, name: &str) -> Result<Option<Oid>, git2::Error> {
+    match repo.find_reference(name) {
+        Ok(reference) => reference.target().map(Some).ok_or_else(|| git2::Error::from_str("symbolic reference")),
+        Err(error) if error.code() == ErrorCode::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 fn branch_refspec(branch: &str) -> String {

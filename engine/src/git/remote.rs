@@ -1,5 +1,6 @@
-//! Remote URLs: which transports this build can use, where a remote's mirror lives in the
-//! cache, and how credentials embedded in an `http://` URL reach libgit2.
+//! Remote URLs: which transport reaches a remote, where a remote's mirror lives in the cache,
+//! and how credentials reach libgit2 (for `http://`) or the git command line (for `https://`
+//! and ssh, see [`super::cli`]).
 
 use std::cell::Cell;
 use std::path::Path;
@@ -9,13 +10,28 @@ use sha2::{Digest, Sha256};
 
 use super::GitError;
 
-/// A validated remote, split into the URL handed to libgit2 (never carrying credentials) and
+/// How a remote is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// A plain path to a repository on this machine.
+    Path,
+    /// `file://`, `git://` or `http://`: libgit2's own transports.
+    Libgit2,
+    /// `https://`: the git command line (this build of libgit2 has no TLS).
+    Https,
+    /// `ssh://` or scp-like `user@host:path`: the git command line with ssh.
+    Ssh,
+}
+
+/// A validated remote, split into the URL handed to git (never carrying credentials) and
 /// the credentials that were embedded in the URL the caller gave.
 #[derive(Clone)]
 pub(crate) struct RemoteUrl {
-    /// The URL without user information; safe to log and to put in error messages.
+    /// The URL without a password; safe to log and to put in error messages.
     url: String,
-    /// `user` and `password` taken from `http://user:password@host/…`, percent-decoded.
+    /// How the remote is reached.
+    transport: Transport,
+    /// `user` and `password` taken from `http(s)://user:password@host/…`, percent-decoded.
     credentials: Option<(String, String)>,
 }
 
@@ -25,14 +41,16 @@ impl std::fmt::Debug for RemoteUrl {
         formatter
             .debug_struct("RemoteUrl")
             .field("url", &self.url)
+            .field("transport", &self.transport)
             .field("has_credentials", &self.credentials.is_some())
             .finish()
     }
 }
 
 impl RemoteUrl {
-    /// Accepts `file://` URLs, plain paths to a repository, `git://` and `http://`; rejects
-    /// transports this build cannot speak with an error that says so.
+    /// Accepts `file://` URLs, plain paths to a repository, `git://`, `http://`, `https://`,
+    /// `ssh://` and scp-like `user@host:path`; rejects anything else with an error that says
+    /// why.
     pub(crate) fn parse(input: &str) -> Result<RemoteUrl, GitError> {
         let unsupported =
             |reason: &str| GitError::UnsupportedUrl { url: strip_user_info(input), reason: reason.to_owned() };
@@ -42,37 +60,85 @@ impl RemoteUrl {
         if input.contains('\0') {
             return Err(unsupported("the url contains a NUL byte"));
         }
+        if input.chars().any(char::is_control) {
+            return Err(unsupported("the url contains a control character"));
+        }
+        if input.starts_with('-') {
+            // git would read it as an option.
+            return Err(unsupported("the url starts with '-'"));
+        }
         if let Some((scheme, rest)) = input.split_once("://") {
             return match scheme.to_ascii_lowercase().as_str() {
-                "file" | "git" => Ok(RemoteUrl { url: input.to_owned(), credentials: None }),
-                "http" => {
+                "file" | "git" => {
+                    Ok(RemoteUrl { url: input.to_owned(), transport: Transport::Libgit2, credentials: None })
+                }
+                "http" | "https" => {
                     let (credentials, host_and_path) = split_user_info(rest);
-                    Ok(RemoteUrl { url: format!("{scheme}://{host_and_path}"), credentials })
+                    if host_and_path.is_empty() || host_and_path.starts_with('/') {
+                        return Err(unsupported("the url names no host"));
+                    }
+                    let transport =
+                        if scheme.eq_ignore_ascii_case("https") { Transport::Https } else { Transport::Libgit2 };
+                    Ok(RemoteUrl { url: format!("{scheme}://{host_and_path}"), transport, credentials })
                 }
-                "https" => Err(unsupported("https is not supported yet (this build has no TLS transport for git)")),
                 "ssh" | "git+ssh" | "ssh+git" => {
-                    Err(unsupported("ssh is not supported yet (this build has no ssh transport for git)"))
+                    let authority = rest.split('/').next().unwrap_or_default();
+                    if authority.rsplit_once('@').is_some_and(|(user_info, _)| user_info.contains(':')) {
+                        return Err(unsupported("an ssh url cannot carry a password (configure an ssh key)"));
+                    }
+                    let host = authority.rsplit('@').next().unwrap_or_default();
+                    if host.is_empty() || host.starts_with('-') {
+                        return Err(unsupported("the url names no host"));
+                    }
+                    Ok(RemoteUrl { url: input.to_owned(), transport: Transport::Ssh, credentials: None })
                 }
-                other => Err(unsupported(&format!("unknown url scheme {other:?}"))),
+                other => Err(unsupported(&format!(
+                    "unknown url scheme {other:?} (use https://, ssh://, user@host:path, http://, git://, file:// or a path)"
+                ))),
             };
         }
         if is_scp_like(input) {
-            return Err(unsupported("ssh is not supported yet (this build has no ssh transport for git)"));
+            let host = input.split(':').next().unwrap_or_default().rsplit('@').next().unwrap_or_default();
+            if host.is_empty() || host.starts_with('-') {
+                return Err(unsupported("the url names no host"));
+            }
+            return Ok(RemoteUrl { url: input.to_owned(), transport: Transport::Ssh, credentials: None });
         }
         // A plain path: make it absolute so that the mirror does not depend on the working
         // directory of whichever process opened it first.
         let absolute = std::path::absolute(Path::new(input))
             .map_err(|error| unsupported(&format!("cannot resolve the path: {error}")))?;
         let url = absolute.to_str().ok_or_else(|| unsupported("the path is not valid UTF-8"))?.to_owned();
-        Ok(RemoteUrl { url, credentials: None })
+        Ok(RemoteUrl { url, transport: Transport::Path, credentials: None })
     }
 
     /// The repository path when the remote was given as a plain path rather than a URL.
     pub(crate) fn local_path(&self) -> Option<&Path> {
-        (!self.url.contains("://")).then(|| Path::new(&self.url))
+        (self.transport == Transport::Path).then(|| Path::new(&self.url))
     }
 
-    /// The URL as given to libgit2, without credentials.
+    /// How the remote is reached.
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Whether network operations go through the git command line (https and ssh).
+    pub(crate) fn uses_cli(&self) -> bool {
+        matches!(self.transport, Transport::Https | Transport::Ssh)
+    }
+
+    /// User and password embedded in the URL, if any.
+    pub(crate) fn embedded_credentials(&self) -> Option<&(String, String)> {
+        self.credentials.as_ref()
+    }
+
+    /// `host[:port]` of an http(s) URL, as git's credential protocol names it.
+    pub(crate) fn http_host(&self) -> Option<&str> {
+        let (_, rest) = self.url.split_once("://")?;
+        Some(rest.split('/').next().unwrap_or_default())
+    }
+
+    /// The URL as given to git, without credentials.
     pub(crate) fn as_str(&self) -> &str {
         &self.url
     }
@@ -102,15 +168,19 @@ impl RemoteUrl {
 ///
 /// libgit2 asks again every time the server refuses what it was given, and would loop for a
 /// long time on a wrong password; the first refusal is therefore final.
-pub(crate) struct CredentialSupply<'remote> {
-    remote: &'remote RemoteUrl,
+pub(crate) struct CredentialSupply {
+    /// User and password to send, if any.
+    credentials: Option<(String, String)>,
+    /// Where they came from, for messages (`the url`, `environment variable X`).
+    source: String,
     requests: Cell<u32>,
-    failure: Cell<Option<&'static str>>,
+    failure: std::cell::RefCell<Option<String>>,
 }
 
-impl<'remote> CredentialSupply<'remote> {
-    pub(crate) fn new(remote: &'remote RemoteUrl) -> Self {
-        CredentialSupply { remote, requests: Cell::new(0), failure: Cell::new(None) }
+impl CredentialSupply {
+    /// Answers with `credentials` (taken from `source`), or refuses when there are none.
+    pub(crate) fn new(credentials: Option<(String, String)>, source: impl Into<String>) -> Self {
+        CredentialSupply { credentials, source: source.into(), requests: Cell::new(0), failure: Default::default() }
     }
 
     /// Callbacks that answer credential requests from this supply.
@@ -120,34 +190,32 @@ impl<'remote> CredentialSupply<'remote> {
         callbacks
     }
 
+    fn fail(&self, reason: String) -> git2::Error {
+        let error = git2::Error::from_str(&reason);
+        *self.failure.borrow_mut() = Some(reason);
+        error
+    }
+
     fn answer(&self, allowed: CredentialType) -> Result<Cred, git2::Error> {
         let request = self.requests.get().saturating_add(1);
         self.requests.set(request);
         if request > 1 {
-            let reason = "the remote rejected the credentials from the url";
-            self.failure.set(Some(reason));
-            return Err(git2::Error::from_str(reason));
+            return Err(self.fail(format!("the remote rejected the credentials from {}", self.source)));
         }
-        match &self.remote.credentials {
+        match &self.credentials {
             Some((user, password)) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
                 Cred::userpass_plaintext(user, password)
             }
-            Some(_) => {
-                let reason = "the remote asked for a kind of credentials other than user and password";
-                self.failure.set(Some(reason));
-                Err(git2::Error::from_str(reason))
-            }
-            None => {
-                let reason = "the remote requires credentials and the url carries none";
-                self.failure.set(Some(reason));
-                Err(git2::Error::from_str(reason))
-            }
+            Some(_) => Err(self.fail("the remote asked for a kind of credentials other than user and password".into())),
+            None => Err(self.fail(
+                "the remote requires credentials and none are configured (a token in the repository's `auth`)".into(),
+            )),
         }
     }
 
     /// Why authentication failed, if it did during the operation.
-    pub(crate) fn failure(&self) -> Option<&'static str> {
-        self.failure.get()
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
     }
 }
 
@@ -248,20 +316,43 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_transports_say_what_is_missing() {
-        assert!(reason_for("https://github.com/org/dev.git").contains("https is not supported"));
-        assert!(reason_for("ssh://git@github.com/org/dev.git").contains("ssh is not supported"));
-        assert!(reason_for("git@github.com:org/dev.git").contains("ssh is not supported"));
+    fn https_and_ssh_go_through_the_command_line() {
+        let https = RemoteUrl::parse("https://bot:hunter2@github.com/org/dev.git").unwrap();
+        assert_eq!(https.transport(), Transport::Https);
+        assert_eq!(https.as_str(), "https://github.com/org/dev.git");
+        assert_eq!(https.http_host(), Some("github.com"));
+        assert_eq!(https.embedded_credentials(), Some(&("bot".to_owned(), "hunter2".to_owned())));
+        assert!(!format!("{https:?}").contains("hunter2"));
+        for ssh in
+            ["ssh://git@github.com/org/dev.git", "ssh://git@127.0.0.1:2222/srv/dev.git", "git@github.com:org/dev.git"]
+        {
+            let remote = RemoteUrl::parse(ssh).unwrap();
+            assert_eq!(remote.transport(), Transport::Ssh, "{ssh}");
+            assert!(remote.uses_cli());
+            assert_eq!(remote.as_str(), ssh);
+            // An scp-like url is not a path on this machine.
+            assert!(remote.local_path().is_none(), "{ssh}");
+        }
+        assert!(!RemoteUrl::parse("http://git.example/dev.git").unwrap().uses_cli());
+    }
+
+    #[test]
+    fn malformed_urls_say_what_is_wrong() {
         assert!(reason_for("ftp://example/dev.git").contains("unknown url scheme"));
         assert!(reason_for("").contains("empty"));
+        assert!(reason_for("https:///dev.git").contains("no host"));
+        assert!(reason_for("ssh://git:pw@host/dev.git").contains("cannot carry a password"));
+        assert!(reason_for("-uhost:dev.git").contains("starts with '-'"));
+        assert!(reason_for("ssh://-oProxyCommand=x/dev.git").contains("no host"));
+        assert!(reason_for("https://host/dev\n.git").contains("control character"));
     }
 
     #[test]
     fn rejected_urls_do_not_echo_passwords() {
-        let error = RemoteUrl::parse("https://bot:hunter2@github.com/org/dev.git").unwrap_err();
+        let error = RemoteUrl::parse("ftp://bot:hunter2@example.com/org/dev.git").unwrap_err();
         let message = error.to_string();
         assert!(!message.contains("hunter2"), "{message}");
-        assert!(message.contains("https://github.com/org/dev.git"), "{message}");
+        assert!(message.contains("ftp://example.com/org/dev.git"), "{message}");
     }
 
     #[test]

@@ -66,60 +66,91 @@ pub(crate) fn split_path(path: &str) -> Result<Vec<&str>, TreeEditError> {
 /// The requested changes below one directory.
 enum Change {
     File(Oid),
+    /// Remove the file or the whole directory at this path, if there is one.
+    Remove,
     Directory(BTreeMap<String, Change>),
 }
 
 /// Writes `files` as blobs and returns the id of `base` with those files replaced or added.
 /// Existing files keep their executable bit; missing directories are created.
 pub(crate) fn edit_tree(repo: &Repository, base: &Tree<'_>, files: &[(&str, &[u8])]) -> Result<Oid, TreeEditError> {
+    edit_tree_removing(repo, base, files, &[])
+}
+
+/// [`edit_tree`], also removing the files or whole directories at `removals` (a path that
+/// does not exist is no error). A directory left empty is removed too, since git trees do
+/// not hold empty directories.
+pub(crate) fn edit_tree_removing(
+    repo: &Repository,
+    base: &Tree<'_>,
+    files: &[(&str, &[u8])],
+    removals: &[&str],
+) -> Result<Oid, TreeEditError> {
     let mut root: BTreeMap<String, Change> = BTreeMap::new();
     for (path, content) in files {
         let components = split_path(path)?;
         let blob = repo.blob(content)?;
-        insert_change(&mut root, path, &components, blob)?;
+        insert_change(&mut root, path, &components, Change::File(blob))?;
     }
-    write_directory(repo, Some(base), &root, "")
+    for path in removals {
+        let components = split_path(path)?;
+        insert_change(&mut root, path, &components, Change::Remove)?;
+    }
+    match write_directory(repo, Some(base), &root, "")? {
+        Some(tree) => Ok(tree),
+        None => Ok(repo.treebuilder(None)?.write()?),
+    }
 }
 
 fn insert_change(
     directory: &mut BTreeMap<String, Change>,
     path: &str,
     components: &[&str],
-    blob: Oid,
+    leaf: Change,
 ) -> Result<(), TreeEditError> {
     let Some((first, rest)) = components.split_first() else {
         return Err(path_error(path, "the path is empty"));
     };
     if rest.is_empty() {
         return match directory.get(*first) {
-            Some(Change::File(_)) => Err(path_error(path, "the path is given more than once")),
+            Some(Change::File(_) | Change::Remove) => Err(path_error(path, "the path is given more than once")),
+            Some(Change::Directory(_)) if matches!(leaf, Change::Remove) => {
+                Err(path_error(path, "the change writes inside a directory it removes"))
+            }
             Some(Change::Directory(_)) => {
                 Err(path_error(path, "the path is both a file and a directory in this change"))
             }
             None => {
-                directory.insert((*first).to_owned(), Change::File(blob));
+                directory.insert((*first).to_owned(), leaf);
                 Ok(())
             }
         };
     }
     let entry = directory.entry((*first).to_owned()).or_insert_with(|| Change::Directory(BTreeMap::new()));
     match entry {
-        Change::Directory(children) => insert_change(children, path, rest, blob),
+        Change::Directory(children) => insert_change(children, path, rest, leaf),
         Change::File(_) => Err(path_error(path, "the path is both a file and a directory in this change")),
+        Change::Remove => Err(path_error(path, "the change writes inside a directory it removes")),
     }
 }
 
+/// The id of `base` with `changes` made, or `None` when that leaves the directory empty.
 fn write_directory(
     repo: &Repository,
     base: Option<&Tree<'_>>,
     changes: &BTreeMap<String, Change>,
     prefix: &str,
-) -> Result<Oid, TreeEditError> {
+) -> Result<Option<Oid>, TreeEditError> {
     let mut builder = repo.treebuilder(base)?;
     for (name, change) in changes {
         let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
         let existing = base.and_then(|tree| tree.get_name(name));
         match change {
+            Change::Remove => {
+                if existing.is_some() {
+                    builder.remove(name.as_str())?;
+                }
+            }
             Change::File(blob) => {
                 let mode = match existing.map(|entry| entry.filemode()) {
                     None | Some(MODE_FILE) => MODE_FILE,
@@ -147,12 +178,20 @@ fn write_directory(
                         return Err(path_error(&path, "the path is an existing file, not a directory"));
                     }
                 };
-                let tree = write_directory(repo, subtree.as_ref(), children, &path)?;
-                builder.insert(name.as_str(), tree, MODE_TREE)?;
+                match write_directory(repo, subtree.as_ref(), children, &path)? {
+                    Some(tree) => {
+                        builder.insert(name.as_str(), tree, MODE_TREE)?;
+                    }
+                    None if existing.is_some() => builder.remove(name.as_str())?,
+                    None => {}
+                }
             }
         }
     }
-    Ok(builder.write()?)
+    if builder.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(builder.write()?))
 }
 
 #[cfg(test)]
@@ -231,6 +270,31 @@ mod tests {
         assert!(reason(edit_tree(&repo, &base, &[("n", b"1"), ("n", b"2")])).contains("more than once"));
         assert!(reason(edit_tree(&repo, &base, &[("n", b"1"), ("n/m", b"2")])).contains("both a file and a directory"));
         assert!(reason(edit_tree(&repo, &base, &[("n/m", b"1"), ("n", b"2")])).contains("both a file and a directory"));
+    }
+
+    #[test]
+    fn removals_take_whole_directories_and_prune_empty_parents() {
+        let (_dir, repo) = empty_repo();
+        let base = tree_with(
+            &repo,
+            &[("previews/a/kustomization.yaml", b"a"), ("previews/a/sub/x.yaml", b"x"), ("apps/web.yaml", b"w")],
+        );
+        let base = repo.find_tree(base).unwrap();
+        let edited = repo.find_tree(edit_tree_removing(&repo, &base, &[], &["previews/a"]).unwrap()).unwrap();
+        // `previews/` held only `a`, so it goes too; `apps/` is untouched.
+        assert!(edited.get_name("previews").is_none());
+        assert_eq!(edited.get_name("apps").unwrap().id(), base.get_name("apps").unwrap().id());
+        // Removing what is not there changes nothing.
+        assert_eq!(edit_tree_removing(&repo, &base, &[], &["previews/b"]).unwrap(), base.id());
+        // Writing and removing in one change.
+        let both = edit_tree_removing(&repo, &base, &[("previews/b/k.yaml", b"b")], &["previews/a"]).unwrap();
+        let both = repo.find_tree(both).unwrap();
+        assert!(both.get_path(std::path::Path::new("previews/b/k.yaml")).is_ok());
+        assert!(both.get_path(std::path::Path::new("previews/a")).is_err());
+        assert!(
+            reason(edit_tree_removing(&repo, &base, &[("previews/a/k.yaml", b"b")], &["previews/a"]))
+                .contains("writes inside a directory it removes")
+        );
     }
 
     #[test]

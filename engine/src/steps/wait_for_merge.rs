@@ -1,4 +1,5 @@
-//! `wait-for-merge`: waits until the promotion's change request is merged.
+//! `wait-for-merge`: waits until the promotion's change request is merged, on the forge the
+//! environment's `config_repo.forge` names.
 //!
 //! The merged-PR webhook is the fast path: it wakes the parked step, which then reads the
 //! request's state once. Without a webhook (or when one is lost) the step polls the forge
@@ -167,8 +168,13 @@ impl Step for WaitForMerge {
             )));
         };
         let branch = opened.get("branch").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let repo = ctx.capabilities.repo_url(&ctx.plan.target.repo_url);
-        let forge = ctx.capabilities.forge();
+        let handle = ctx
+            .capabilities
+            .forge_for(&ctx.plan.target.repo_url, ctx.plan.target.forge)
+            .map_err(|error| super::classify(error.is_transient(), super::chain(&error)))?;
+        // The name open-pr used, so a request opened before a settings change is still found.
+        let repo = opened.get("repo").and_then(Value::as_str).map_or(handle.repo.clone(), str::to_owned);
+        let forge = &handle.forge;
         let interval = poll_interval(&settings, ctx.attempt);
         let waiting_for = format!("change request for {branch} to be merged");
 

@@ -178,10 +178,21 @@ async fn the_run_waits_for_ci_to_push_the_image() {
     let setup = setup();
     let gantry = setup.start(None);
     assert_eq!(setup.send(&gantry, "early-delivery").await, 202);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let waiting = runs(&gantry).await.remove(0);
-    assert_eq!(waiting["state"], "waiting", "{waiting:#}");
-    assert_eq!(step(&waiting, "resolve")["state"], "waiting");
+    // Between its polls of the registry the resolve step is parked: the run waits, holding no
+    // worker. (While a poll is in flight the run shows `running`, so look more than once.)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let run = runs(&gantry).await.into_iter().next();
+        if let Some(run) = &run {
+            assert!(run["digest"].is_null(), "the run pinned a digest CI never pushed: {run:#}");
+            if run["state"] == "waiting" && step(run, "resolve")["state"] == "waiting" {
+                assert!(step(run, "resolve")["attempts"].as_u64().unwrap_or(0) >= 1, "{run:#}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never waited for the image: {run:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let digest = setup.ci_push().await;
     let run = wait_for_final_run(&gantry).await;
     assert_promoted_once(&setup, &run, &digest).await;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -17,7 +18,8 @@ struct Cli {
     /// Directory for embedded state: database, mirrors, local registry and repos.
     #[arg(long, global = true, env = "GANTRY_DATA_DIR", default_value = ".gantry")]
     data_dir: PathBuf,
-    /// Database URL; overrides the SQLite file in the data directory.
+    /// Database URL: `sqlite://PATH`, or `postgres://USER@HOST/DATABASE` for several replicas
+    /// sharing one database; overrides the SQLite file in the data directory.
     #[arg(long, global = true, env = "GANTRY_DATABASE_URL")]
     database_url: Option<String>,
     #[command(subcommand)]
@@ -85,6 +87,23 @@ struct ServeArgs {
     /// Steps run at the same time.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// How long a claimed step stays this process's without a heartbeat (renewed every third
+    /// of it); with replicas sharing PostgreSQL, a dead replica's steps resume this long after
+    /// it died.
+    #[arg(long, env = "GANTRY_LEASE", default_value = "60s", value_parser = parse_lease)]
+    lease: std::time::Duration,
+    /// Base URL people reach this server at (e.g. `https://gantry.example.com`), for links to
+    /// runs in change requests; default `http://<listen address>`.
+    #[arg(long, env = "GANTRY_PUBLIC_URL")]
+    public_url: Option<String>,
+}
+
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = gantry_workflows::config::parse_duration(text)?;
+    if lease < std::time::Duration::from_secs(1) {
+        return Err(format!("lease {text:?} is shorter than 1s"));
+    }
+    Ok(lease)
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,7 +165,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // A one-shot registry command is a handful of requests: one thread serves them without
+    // starting worker threads and handing every wake-up across them.
+    let mut builder = match cli.command {
+        Command::Retag(_) | Command::Copy(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: start the async runtime: {error}");
@@ -174,11 +199,25 @@ fn load_config(dir: &Path) -> Result<Config, Failure> {
     gantry_workflows::load_dir(dir, &StepRegistry::builtin()).map_err(Failure::InvalidConfig)
 }
 
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 fn reject_database_url(cli: &Cli) -> anyhow::Result<()> {
-    if let Some(url) = &cli.database_url {
-        if !url.starts_with("sqlite:") {
-            anyhow::bail!("database URL {url:?} is not supported by this build: use a sqlite: URL or --data-dir");
+    let Some(url) = &cli.database_url else { return Ok(()) };
+    if is_postgres(url) {
+        // `drift` and `step` read and write the SQLite file of a data directory.
+        if let Command::Drift(_) | Command::Step(_) = cli.command {
+            anyhow::bail!(
+                "this command works on a SQLite store only: drop --database-url (GANTRY_DATABASE_URL) or use a sqlite: URL"
+            );
         }
+    } else if !url.starts_with("sqlite:") {
+        // The scheme only: the rest of a URL may hold a password.
+        let scheme = url.split(':').next().unwrap_or_default();
+        anyhow::bail!(
+            "database URL scheme {scheme:?} is not supported: use sqlite://PATH or postgres://USER@HOST/DATABASE"
+        );
     }
     Ok(())
 }
@@ -222,7 +261,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 gitlab_tokens: std::env::var("GANTRY_GITLAB_TOKEN")
                     .map(|v| v.split(',').map(|t| t.trim().as_bytes().to_vec()).filter(|t| !t.is_empty()).collect())
                     .unwrap_or_default(),
-                executor: ExecutorOptions { workers: args.workers, ..ExecutorOptions::default() },
+                database_url: cli.database_url.clone(),
+                executor: ExecutorOptions { workers: args.workers, lease: args.lease, ..ExecutorOptions::default() },
+                public_url: args.public_url.clone(),
             };
             let data_dir = cli.data_dir.clone();
             server::serve(options, move |address| {
@@ -314,13 +355,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Status { limit } => {
-            let path = database_path(&cli);
-            if !path.exists() {
-                return Err(
-                    anyhow::anyhow!("no database at {} (start gantry with `gantry up` first)", path.display()).into()
-                );
-            }
-            let store = SqliteStore::open(&path).await.context("open the store")?;
+            let store: Arc<dyn Store> = match cli.database_url.as_deref().filter(|url| is_postgres(url)) {
+                Some(url) => gantry_engine::store::open(url).await.context("open the store")?,
+                None => {
+                    let path = database_path(&cli);
+                    if !path.exists() {
+                        return Err(anyhow::anyhow!(
+                            "no database at {} (start gantry with `gantry up` first)",
+                            path.display()
+                        )
+                        .into());
+                    }
+                    Arc::new(SqliteStore::open(&path).await.context("open the store")?)
+                }
+            };
             let runs = store.list_runs(*limit).await.context("list runs")?;
             println!("{:<36}  {:<14} {:<8} {:<10} {:<24} {:<19}  STEPS", "RUN", "APP", "ENV", "STATE", "TAG", "DIGEST");
             for run in runs {

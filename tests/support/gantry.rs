@@ -68,6 +68,11 @@ impl Gantry {
         panic!("gantry did not start listening within 30s:\n{}", self.output());
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

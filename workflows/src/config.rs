@@ -36,8 +36,38 @@ pub struct RegistrySpec {
     /// Name other sections refer to.
     pub name: String,
     /// `oci-layout:<dir>` for an OCI image-layout directory (relative to the data directory),
-    /// `http://host:port` or `https://host` for a distribution registry, or a bare `host[:port]`.
+    /// `http://host:port` or `https://host` for a distribution registry, or a bare `host[:port]`;
+    /// a path after the host (`https://harbor.example.com/team`) is a namespace put in front of
+    /// every repository; `ecr://<account>.dkr.ecr.<region>.amazonaws.com` for Amazon ECR.
     pub url: String,
+    /// Credentials; without them the registry is used anonymously.
+    #[serde(default)]
+    pub credentials: Option<RegistryCredentialsSpec>,
+    /// Speak plain HTTP to this host although it is not on loopback (like docker's
+    /// `--insecure-registry`).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Repositories whose tags never move: a tag already at another digest is a conflict, not
+    /// overwritten. Repository names or globs (`*` within a path component, `**` across them).
+    #[serde(default)]
+    pub immutable_tags: Vec<String>,
+}
+
+/// Credentials of a registry: a user name and a password or token read when the registry is
+/// first used, never written in the configuration itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentialsSpec {
+    /// User name (for ECR: the AWS access key id; for token logins whatever the registry
+    /// expects, such as `oauth2accesstoken`).
+    pub username: String,
+    /// Environment variable holding the password or token.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password or token (one trailing newline is ignored); a relative path
+    /// resolves against the config directory.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// An application: a source repository whose events promote one image.
@@ -98,6 +128,37 @@ pub struct EnvironmentSpec {
     /// `supersede` (only the newest queued one runs) or `queue` (all run, oldest first).
     #[serde(default)]
     pub concurrency: Concurrency,
+    /// Preview instances of this environment, one per branch, for triggers with `preview: true`:
+    /// each is a directory of the same config repo, created from a template by the first
+    /// promotion and removed through a change request when the branch is deleted.
+    #[serde(default)]
+    pub previews: Option<PreviewSpec>,
+}
+
+/// Where the preview instances of an environment live in its config repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewSpec {
+    /// Directory of one preview; must use `{slug}` (the branch name made safe: lowercase
+    /// `[a-z0-9-]`, at most 40 characters) and may use `{app}` and `{env}`, e.g. `previews/{slug}`.
+    pub directory: String,
+    /// Directory (on `config_repo.branch`) whose files a new preview starts as: they are copied
+    /// into the preview's directory, with `{{slug}}`, `{{branch}}`, `{{preview}}` (the preview
+    /// environment's name), `{{app}}` and `{{env}}` replaced. May use `{app}` and `{env}`.
+    /// Without it, a preview's file must exist already.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// File to edit, relative to the preview's directory; may use `{app}` and `{env}`.
+    #[serde(default = "default_preview_file")]
+    pub file: String,
+    /// YAML path of the scalar that holds the image tag in that file. When absent, the file is
+    /// a kustomization and the `images:` entry named after the image gets `newTag`.
+    #[serde(default)]
+    pub yaml_path: Option<String>,
+}
+
+fn default_preview_file() -> String {
+    "kustomization.yaml".to_string()
 }
 
 /// How promotions enter an environment that follows others.
@@ -141,9 +202,116 @@ pub struct ConfigRepoSpec {
     /// is a kustomization and the `images:` entry named after the image repository gets `newTag`.
     #[serde(default)]
     pub yaml_path: Option<String>,
-    /// Forge that reviews the change: `local` (a branch in the repository, tracked by gantry).
+    /// Forge that reviews the change: `local` (a branch in the repository, tracked by gantry),
+    /// `github` (a pull request; settings in `github`) or `gitlab` (a merge request; settings
+    /// in `gitlab`).
     #[serde(default)]
     pub forge: ForgeKind,
+    /// Credentials for fetching and pushing: an https token, or an ssh key and known hosts.
+    #[serde(default)]
+    pub auth: Option<RepoAuthSpec>,
+    /// GitHub settings, for `forge: github`.
+    #[serde(default)]
+    pub github: Option<GitHubSpec>,
+    /// GitLab settings, for `forge: gitlab`.
+    #[serde(default)]
+    pub gitlab: Option<GitLabSpec>,
+}
+
+/// How gantry authenticates to a config repository. Secrets are named, never written here: an
+/// environment variable or a file (relative paths resolve against the config file's
+/// directory), read at each use so a rotated token is picked up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepoAuthSpec {
+    /// User name sent with the token over https (default `x-access-token`, what GitHub
+    /// expects; GitLab accepts any name with an access token).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the https token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the https token.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// CA certificates (PEM) to check the https server against instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Private key for an ssh url (`ssh://…` or `git@host:path`); only this key is offered.
+    #[serde(default)]
+    pub ssh_key: Option<String>,
+    /// Known hosts file for an ssh url (default: ssh's own).
+    #[serde(default)]
+    pub known_hosts: Option<String>,
+    /// How ssh checks the server's host key: `strict` (default: it must be in known hosts),
+    /// `accept-new` (trust a new host once, refuse a changed key) or `off`.
+    #[serde(default)]
+    pub host_key_checking: HostKeyCheckingSpec,
+}
+
+/// ssh host key checking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyCheckingSpec {
+    /// The key must be in the known hosts file.
+    #[default]
+    Strict,
+    /// Trust a host seen for the first time and record it; refuse a changed key.
+    AcceptNew,
+    /// No checking (throwaway test servers only).
+    Off,
+}
+
+/// Pull requests on GitHub or GitHub Enterprise Server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubSpec {
+    /// `owner/name` of the repository; by default taken from `config_repo.url`.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// REST API base URL: `https://api.github.com` (default), or `https://HOST/api/v3` for
+    /// GitHub Enterprise Server.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Environment variable holding a personal or fine-grained access token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the token.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// A GitHub App installation instead of a token.
+    #[serde(default)]
+    pub app: Option<GitHubAppSpec>,
+}
+
+/// A GitHub App installation that gantry acts as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubAppSpec {
+    /// The app's id.
+    pub app_id: u64,
+    /// The installation's id (on the organisation that owns the env repos).
+    pub installation_id: u64,
+    /// The app's RSA private key (PEM).
+    pub private_key_file: String,
+}
+
+/// Merge requests on gitlab.com or a self-managed GitLab.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitLabSpec {
+    /// Project path (`group/sub/name`); by default taken from `config_repo.url`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Instance URL, `https://gitlab.com` by default (`/api/v4` is added).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Environment variable holding a personal, project or group access token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the token.
+    #[serde(default)]
+    pub token_file: Option<String>,
 }
 
 fn default_branch() -> String {
@@ -157,6 +325,21 @@ pub enum ForgeKind {
     /// A plain git remote: gantry pushes the branch and tracks the change request itself.
     #[default]
     Local,
+    /// A GitHub pull request.
+    Github,
+    /// A GitLab merge request.
+    Gitlab,
+}
+
+impl ForgeKind {
+    /// `local`, `github` or `gitlab`, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::Local => "local",
+            ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
+        }
+    }
 }
 
 /// A pipeline: triggers that start it, and its steps.
@@ -200,6 +383,48 @@ pub struct TriggerSpec {
     /// How long to wait for CI to push the artifact, e.g. `90s`, `10m`, `1h`.
     #[serde(default = "default_artifact_wait")]
     pub artifact_wait: String,
+    /// Only pushes that change a file matching one of these globs (`*` stays within a
+    /// directory, `**` crosses them), e.g. `services/checkout/**`. When the payload does not
+    /// list every changed file (a new branch, a truncated commit list) the push matches, and
+    /// the plan says so. Branch triggers only.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Changed files matching these globs do not count, e.g. `docs/**` or `**/*.md`: a push
+    /// that changes nothing else does not match. Branch triggers only.
+    #[serde(default)]
+    pub ignore_paths: Vec<String>,
+    /// Only events caused by one of these actors (the pusher or sender): names, compared
+    /// without regard to case, where `*` stands for any run of characters and `?` for one
+    /// (e.g. `alice`, `release-*`); nothing else is special, so `renovate[bot]` is a name.
+    #[serde(default)]
+    pub actors: Vec<String>,
+    /// Events caused by these actors (names with `*` and `?`, as in `actors`) never match,
+    /// e.g. `dependabot[bot]`.
+    #[serde(default)]
+    pub ignore_actors: Vec<String>,
+    /// Only events from this forge; by default from either.
+    #[serde(default)]
+    pub forge: Option<SourceForge>,
+    /// Pipeline (by name) whose steps this promotion runs, and the promotions that follow it
+    /// through the environment graph; by default the pipeline the trigger belongs to. An
+    /// expedited path (`hotfix/*`) names a pipeline with its own mandatory steps this way.
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Promote into a preview instance of `environment` of its own (see
+    /// [`EnvironmentSpec::previews`]), named `<environment>-<slug>`, instead of into the
+    /// environment itself; deleting the branch removes the preview. Branch triggers only.
+    #[serde(default)]
+    pub preview: bool,
+}
+
+/// Forges events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceForge {
+    /// github.com or GitHub Enterprise Server.
+    Github,
+    /// gitlab.com or a self-managed GitLab.
+    Gitlab,
 }
 
 fn default_artifact_wait() -> String {

@@ -11,9 +11,13 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use crate::condition::Condition;
-use crate::config::{AppSpec, Config, EnvironmentSpec, Origin, PipelineSpec, RegistrySpec, parse_duration};
+use crate::config::{
+    AppSpec, Config, EnvironmentSpec, Origin, PipelineSpec, PreviewSpec, RegistrySpec, TriggerOn, TriggerSpec,
+    parse_duration,
+};
 use crate::dag::{self, DagProblem};
 use crate::error::ConfigError;
+use crate::plan::REMOVE_PREVIEW_KIND;
 use crate::spans::{SpanError, SpanIndex, YamlPath};
 use crate::template;
 
@@ -23,10 +27,17 @@ pub trait StepCatalog {
     fn kinds(&self) -> Vec<&'static str>;
     /// Problems with one step's `with:` settings, each as (dotted path below `with`, message).
     fn check(&self, kind: &str, with: &serde_json::Value) -> Vec<(String, String)>;
+    /// Registries (by name) that one step's `with:` settings refer to, each as (dotted path
+    /// below `with`, name); unknown names are reported like every other broken reference.
+    fn registry_references(&self, kind: &str, with: &serde_json::Value) -> Vec<(String, String)> {
+        let _ = (kind, with);
+        Vec::new()
+    }
 }
 
 const SECTIONS: &[&str] = &["registries", "apps", "environments", "pipelines"];
 const PATH_PLACEHOLDERS: &[&str] = &["app", "env"];
+const PREVIEW_DIRECTORY_PLACEHOLDERS: &[&str] = &["slug", "app", "env"];
 
 /// Loads and validates every `*.yaml` / `*.yml` file of `dir`.
 pub fn load_dir(dir: &Path, catalog: &dyn StepCatalog) -> Result<Config, Vec<ConfigError>> {
@@ -311,12 +322,12 @@ impl Loader {
     fn check_registries(&mut self) {
         let mut problems = Vec::new();
         for (i, (registry, _)) in self.config.registries.iter().enumerate() {
-            if let Err(reason) = check_registry_url(&registry.url) {
-                problems.push((i, reason));
+            for (field, message) in check_registry(registry) {
+                problems.push((i, field, message));
             }
         }
-        for (i, message) in problems {
-            self.item_error("registries", i, "url", message);
+        for (i, field, message) in problems {
+            self.item_error("registries", i, &field, message);
         }
     }
 
@@ -378,9 +389,45 @@ impl Loader {
                     problems.push((i, "config_repo.yaml_path", format!("invalid yaml_path `{yaml_path}`: {error}")));
                 }
             }
+            if let Some(previews) = &env.previews {
+                for (field, message) in preview_problems(previews) {
+                    problems.push((i, field, message));
+                }
+            }
         }
         for (i, field, message) in problems {
             self.item_error("environments", i, field, message);
+        }
+        self.check_config_repos();
+    }
+
+    /// Credentials, forge settings, and agreement between environments sharing a repository.
+    fn check_config_repos(&mut self) {
+        let mut problems = Vec::new();
+        for (i, (env, _)) in self.config.environments.iter().enumerate() {
+            for (field, message) in crate::config_repo::check(&env.config_repo) {
+                problems.push((i, field, message));
+            }
+            let shared = self.config.environments[..i].iter().position(|(other, _)| {
+                other.config_repo.url == env.config_repo.url
+                    && !crate::config_repo::same_access(&other.config_repo, &env.config_repo)
+            });
+            if let Some(first) = shared {
+                problems.push((
+                    i,
+                    "config_repo.url".to_owned(),
+                    format!(
+                        "repository `{}` is also the config repo of environment `{}` (at {}) with other auth or forge \
+                         settings; give both the same",
+                        env.config_repo.url,
+                        self.config.environments[first].0.name,
+                        self.describe("environments", first)
+                    ),
+                ));
+            }
+        }
+        for (i, field, message) in problems {
+            self.item_error("environments", i, &field, message);
         }
     }
 
@@ -510,6 +557,9 @@ impl Loader {
                 if let Err(message) = parse_duration(&trigger.artifact_wait) {
                     problems.push((p, format!("triggers[{t}].artifact_wait"), message));
                 }
+                for (field, message) in self.trigger_filter_problems(trigger) {
+                    problems.push((p, format!("triggers[{t}].{field}"), message));
+                }
             }
             for (s, step) in pipeline.steps.iter().enumerate() {
                 if let Some(condition) = &step.condition {
@@ -570,6 +620,19 @@ impl Loader {
                         if field.is_empty() { format!("steps[{s}].with") } else { format!("steps[{s}].with.{field}") };
                     problems.push((p, at, format!("step `{}`: {message}", step.name)));
                 }
+                for (field, name) in catalog.registry_references(&step.kind, &with) {
+                    if self.config.registry(&name).is_none() && !self.is_broken("registries", &name) {
+                        problems.push((
+                            p,
+                            format!("steps[{s}].with.{field}"),
+                            format!(
+                                "step `{}`: unknown registry `{name}`{}",
+                                step.name,
+                                known(self.config.registries.iter().map(|(r, _)| &r.name))
+                            ),
+                        ));
+                    }
+                }
             }
             if let Err(dag_problems) = dag::compile(&pipeline.steps) {
                 for problem in dag_problems {
@@ -593,10 +656,130 @@ impl Loader {
                 }
             }
         }
+        let previews_used = self.config.environments.iter().any(|(e, _)| e.previews.is_some())
+            || self.config.pipelines.iter().flat_map(|(p, _)| &p.triggers).any(|t| t.preview);
+        if previews_used && !kinds.contains(&REMOVE_PREVIEW_KIND) {
+            self.errors.push(ConfigError::general(format!(
+                "preview environments need the `{REMOVE_PREVIEW_KIND}` step kind, which this build lacks"
+            )));
+        }
         for (p, field, message) in problems {
             self.item_error("pipelines", p, &field, message);
         }
     }
+
+    /// Problems with a trigger's filters, preview and pipeline, as (field below the trigger, message).
+    fn trigger_filter_problems(&self, trigger: &TriggerSpec) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        for (field, patterns) in [("paths", &trigger.paths), ("ignore_paths", &trigger.ignore_paths)] {
+            if !patterns.is_empty() && trigger.on == TriggerOn::Tag {
+                problems.push((
+                    field.to_string(),
+                    format!("`{field}` filters branch pushes; a tag lists no changed files"),
+                ));
+            }
+            for (i, pattern) in patterns.iter().enumerate() {
+                if pattern.trim().is_empty() {
+                    problems.push((format!("{field}[{i}]"), "an empty path pattern matches nothing".to_string()));
+                } else if let Err(error) = globset::Glob::new(pattern) {
+                    problems.push((format!("{field}[{i}]"), format!("invalid pattern `{pattern}`: {error}")));
+                } else if pattern.starts_with('/') {
+                    problems.push((
+                        format!("{field}[{i}]"),
+                        format!("path pattern `{pattern}` must be relative to the repository root (no leading `/`)"),
+                    ));
+                }
+            }
+        }
+        for (field, names) in [("actors", &trigger.actors), ("ignore_actors", &trigger.ignore_actors)] {
+            for (i, name) in names.iter().enumerate() {
+                if name.trim().is_empty() {
+                    problems.push((format!("{field}[{i}]"), "an empty actor name matches nobody".to_string()));
+                }
+            }
+        }
+        if let Some(pipeline) = &trigger.pipeline
+            && self.config.pipeline(pipeline).is_none()
+            && !self.is_broken("pipelines", pipeline)
+        {
+            problems.push((
+                "pipeline".to_string(),
+                format!("unknown pipeline `{pipeline}`{}", known(self.config.pipelines.iter().map(|(p, _)| &p.name))),
+            ));
+        }
+        if trigger.preview {
+            if trigger.on != TriggerOn::Branch {
+                problems.push((
+                    "preview".to_string(),
+                    "previews follow branches: `preview: true` needs `on: branch`".to_string(),
+                ));
+            }
+            if let Some(env) = self.config.environment(&trigger.environment)
+                && env.previews.is_none()
+            {
+                problems.push((
+                    "preview".to_string(),
+                    format!("environment `{}` has no `previews` section saying where its previews live", env.name),
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// Problems with an environment's `previews`, as (field below the environment, message).
+fn preview_problems(previews: &PreviewSpec) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    match check_restricted_template(&previews.directory, PREVIEW_DIRECTORY_PLACEHOLDERS) {
+        Err(message) => problems.push(("previews.directory", message)),
+        Ok(()) => {
+            let uses_slug = template::placeholders(&previews.directory).is_ok_and(|names| names.contains(&"slug"));
+            if !uses_slug {
+                problems.push((
+                    "previews.directory",
+                    format!(
+                        "previews.directory `{}` must use {{slug}}, or every branch would share one preview",
+                        previews.directory
+                    ),
+                ));
+            }
+        }
+    }
+    if let Err(message) = check_repo_path(&previews.directory) {
+        problems.push(("previews.directory", message));
+    }
+    if let Some(template_dir) = &previews.template
+        && let Err(message) =
+            check_restricted_template(template_dir, PATH_PLACEHOLDERS).and_then(|()| check_repo_path(template_dir))
+    {
+        problems.push(("previews.template", message));
+    }
+    if let Err(message) =
+        check_restricted_template(&previews.file, PATH_PLACEHOLDERS).and_then(|()| check_repo_path(&previews.file))
+    {
+        problems.push(("previews.file", message));
+    }
+    if let Some(yaml_path) = &previews.yaml_path
+        && let Err(error) = YamlPath::parse(yaml_path)
+    {
+        problems.push(("previews.yaml_path", format!("invalid yaml_path `{yaml_path}`: {error}")));
+    }
+    problems
+}
+
+/// Checks a path inside a config repository: relative, and without `.` or `..` components.
+fn check_repo_path(path: &str) -> Result<(), String> {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err("the path is empty".to_string());
+    }
+    if trimmed.starts_with('/') {
+        return Err(format!("`{path}` must be relative to the repository root"));
+    }
+    if trimmed.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return Err(format!("`{path}` must not have empty, `.` or `..` components"));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -625,13 +808,133 @@ fn check_restricted_template(text: &str, allowed: &[&str]) -> Result<(), String>
 
 /// Checks the form of a registry URL (see [`RegistrySpec::url`]).
 pub fn check_registry_url(url: &str) -> Result<(), String> {
+    let shape = || {
+        format!(
+            "registry url `{url}` must be oci-layout:<dir>, http(s)://host[:port][/namespace], \
+             host[:port][/namespace] or ecr://<account>.dkr.ecr.<region>.amazonaws.com"
+        )
+    };
     if let Some(dir) = url.strip_prefix("oci-layout:") {
         return if dir.trim().is_empty() { Err("oci-layout: needs a directory".into()) } else { Ok(()) };
     }
+    if let Some(rest) = url.strip_prefix("ecr://") {
+        let host = rest.split('?').next().unwrap_or_default().trim_end_matches('/');
+        return if host.contains(".dkr.ecr.") && !host.contains(['/', ' ']) { Ok(()) } else { Err(shape()) };
+    }
     let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
-    let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains(char::is_whitespace) || host.contains('/') {
-        return Err(format!("registry url `{url}` must be oci-layout:<dir>, http(s)://host[:port] or host[:port]"));
+    if rest.contains("://") {
+        return Err(shape());
+    }
+    let rest = rest.trim_end_matches('/');
+    let (host, namespace) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_ok =
+        !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !host_ok {
+        return Err(shape());
+    }
+    if !(namespace.is_empty() || namespace.split('/').all(is_repository_component)) {
+        return Err(format!("{}: the namespace `{namespace}` is not a repository path", shape()));
     }
     Ok(())
+}
+
+/// Whether `text` is one component of an OCI repository name: lowercase letters and digits,
+/// joined by `.`, `_`, `__` or runs of `-`.
+fn is_repository_component(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !(bytes.first().is_some_and(alnum) && bytes.last().is_some_and(alnum)) {
+        return false;
+    }
+    let mut separators = text.split(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()).filter(|s| !s.is_empty());
+    separators.all(|separator| matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-'))
+}
+
+/// The host of a distribution registry URL (`http://host:port/ns` → `host:port`), or None for
+/// image layouts and ECR.
+fn registry_host(url: &str) -> Option<&str> {
+    if url.starts_with("oci-layout:") || url.starts_with("ecr://") {
+        return None;
+    }
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
+    rest.split('/').next().filter(|host| !host.is_empty())
+}
+
+/// Whether `host` (with or without a port) is this machine, which is reached over plain HTTP
+/// without `insecure` (as docker does).
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
+}
+
+/// Every problem of one registry entry, as (field, message).
+fn check_registry(registry: &RegistrySpec) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let url = registry.url.trim();
+    if let Err(reason) = check_registry_url(url) {
+        problems.push(("url".to_owned(), reason));
+    }
+    let is_layout = url.starts_with("oci-layout:");
+    if registry.insecure {
+        if is_layout {
+            problems.push(("insecure".to_owned(), "`insecure` applies to registries reached over the network".into()));
+        } else if url.starts_with("https://") {
+            problems.push((
+                "insecure".to_owned(),
+                format!("`insecure: true` asks for plain HTTP, but the url `{url}` says https://"),
+            ));
+        }
+    } else if let (true, Some(host)) = (url.starts_with("http://"), registry_host(url))
+        && !is_loopback(host)
+    {
+        problems.push((
+            "url".to_owned(),
+            format!(
+                "plain HTTP to `{host}` needs `insecure: true` (only localhost, 127.0.0.1 and [::1] are \
+                 reached over plain HTTP without it)"
+            ),
+        ));
+    }
+    if let Some(credentials) = &registry.credentials {
+        if is_layout {
+            problems.push(("credentials".to_owned(), "an oci-layout registry takes no credentials".into()));
+        }
+        if credentials.username.trim().is_empty() {
+            problems.push(("credentials.username".to_owned(), "the user name must not be empty".into()));
+        }
+        match (&credentials.password_env, &credentials.password_file) {
+            (None, None) => problems.push((
+                "credentials".to_owned(),
+                "say where the password or token comes from: `password_env` or `password_file`".into(),
+            )),
+            (Some(_), Some(_)) => problems.push((
+                "credentials.password_file".to_owned(),
+                "give either `password_env` or `password_file`, not both".into(),
+            )),
+            (Some(variable), None) if variable.trim().is_empty() || variable.contains(['=', '\0']) => problems.push((
+                "credentials.password_env".to_owned(),
+                format!("`{variable}` is not an environment variable name"),
+            )),
+            (None, Some(file)) if file.as_os_str().is_empty() => {
+                problems.push(("credentials.password_file".to_owned(), "the file name is empty".into()))
+            }
+            _ => {}
+        }
+    }
+    for (j, pattern) in registry.immutable_tags.iter().enumerate() {
+        let probe: String = pattern.chars().map(|c| if c == '*' || c == '?' { 'x' } else { c }).collect();
+        if pattern.trim().is_empty() || pattern.contains("***") || !probe.split('/').all(is_repository_component) {
+            problems.push((
+                format!("immutable_tags[{j}]"),
+                format!(
+                    "`{pattern}` is not a repository name or glob (lowercase path components; `*` within a \
+                     component, `**` across them)"
+                ),
+            ));
+        }
+    }
+    problems
 }

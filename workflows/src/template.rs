@@ -6,7 +6,7 @@
 use crate::error::TemplateError;
 
 /// Every placeholder a tag or path template may use.
-pub const PLACEHOLDERS: &[&str] = &["app", "env", "version", "sha", "sha7", "branch", "tag", "ref"];
+pub const PLACEHOLDERS: &[&str] = &["app", "env", "version", "sha", "sha7", "branch", "tag", "ref", "slug"];
 
 /// Values for the placeholders; `None` means "not defined for this event".
 #[derive(Debug, Clone, Default)]

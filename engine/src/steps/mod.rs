@@ -10,6 +10,9 @@ mod attest;
 mod gate;
 mod noop;
 mod open_pr;
+mod preview;
+mod prune_tags;
+mod remove_preview;
 mod resolve_artifact;
 mod retag;
 mod scan;
@@ -36,6 +39,8 @@ pub use attest::Attest;
 pub use gate::Gate;
 pub use noop::Noop;
 pub use open_pr::OpenPr;
+pub use prune_tags::PruneTags;
+pub use remove_preview::{RemovePreview, removal_branch};
 pub use resolve_artifact::ResolveArtifact;
 pub use retag::Retag;
 pub use scan::Scan;
@@ -157,6 +162,11 @@ pub trait Step: Send + Sync {
     fn check_config(&self, config: &serde_json::Value) -> Vec<(String, String)> {
         no_settings(config)
     }
+    /// Registries (by name) its `with:` settings refer to, as (dotted path, name).
+    fn registry_references(&self, config: &serde_json::Value) -> Vec<(String, String)> {
+        let _ = config;
+        Vec::new()
+    }
     /// Runs one attempt.
     async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError>;
 }
@@ -191,8 +201,10 @@ impl StepRegistry {
             Arc::new(Soak),
             Arc::new(Noop),
             Arc::new(Retag),
+            Arc::new(PruneTags),
             Arc::new(UpdateConfig),
             Arc::new(OpenPr),
+            Arc::new(RemovePreview),
             Arc::new(WaitForMerge),
             Arc::new(VerifyArgocd),
             Arc::new(Sign),
@@ -221,6 +233,10 @@ impl StepCatalog for StepRegistry {
 
     fn check(&self, kind: &str, with: &serde_json::Value) -> Vec<(String, String)> {
         self.kinds.get(kind).map(|s| s.check_config(with)).unwrap_or_default()
+    }
+
+    fn registry_references(&self, kind: &str, with: &serde_json::Value) -> Vec<(String, String)> {
+        self.kinds.get(kind).map(|s| s.registry_references(with)).unwrap_or_default()
     }
 }
 

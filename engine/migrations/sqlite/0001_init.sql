@@ -40,8 +40,7 @@ CREATE TABLE runs (
 CREATE INDEX runs_by_created ON runs (created_at DESC, id DESC);
 CREATE INDEX runs_by_app_env ON runs (app, environment, created_at DESC);
 CREATE INDEX runs_by_state ON runs (state);
--- Covers the admission pass: queues are found and their heads picked without reading the rows.
-CREATE INDEX runs_queued ON runs (admitted, state, app, environment, created_at, id, concurrency, bypass_hold);
+CREATE INDEX runs_queued ON runs (admitted, state, app, environment, created_at);
 CREATE INDEX runs_to_advance ON runs (state, advanced);
 CREATE INDEX runs_by_digest ON runs (app, digest, state);
 -- A follow-up promotion of one digest into one environment is created once, however many

@@ -180,11 +180,15 @@ async fn insert_run(
 /// Decides every pending step whose needs have all finished (ready, or cancelled when its
 /// condition is false — which may decide further steps), then derives the run's state.
 async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> Result<RunState, StoreError> {
-    let rows = sqlx::query("SELECT name, needs, state, condition, attempts FROM steps WHERE run_id = ?1")
-        .bind(run_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(StoreError::query("read run steps"))?;
+    // The run's state rides along with every step row (one round trip instead of two).
+    let rows = sqlx::query(
+        "SELECT name, needs, state, condition, attempts, (SELECT state FROM runs WHERE id = ?1) AS run_state \
+         FROM steps WHERE run_id = ?1",
+    )
+    .bind(run_id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(StoreError::query("read run steps"))?;
     let mut steps = Vec::with_capacity(rows.len());
     let mut started = false;
     for row in &rows {
@@ -220,11 +224,14 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
             }
         }
     }
-    let current: String = sqlx::query_scalar("SELECT state FROM runs WHERE id = ?1")
-        .bind(run_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::query("read run state"))?;
+    let current: String = match rows.first() {
+        Some(row) => row.get("run_state"),
+        None => sqlx::query_scalar("SELECT state FROM runs WHERE id = ?1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::query("read run state"))?,
+    };
     let current = RunState::parse(&current).ok_or_else(|| StoreError::corrupt("run state", &current))?;
     let state = derive_run_state(current, started, steps.iter().map(|step| step.state));
     let error = (state == RunState::Failed).then(|| failed_steps_error(&steps));
@@ -520,13 +527,16 @@ impl Store for SqliteStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<ClaimedStep>, StoreError> {
-        // The claim and the run's state change commit together; what the step needs to run is
-        // then read from the reader pool, keeping the single writer free for other executors.
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        // Two statements, each its own transaction (one round trip each to the single writer;
+        // BEGIN and COMMIT would be two more): the claim, then the run's state. Between them the
+        // run may show its earlier state; nothing depends on it (admission counts pending,
+        // running and waiting runs alike, and `settle` derives the state again), and a crash
+        // there leaves a running step that `recover` hands out again. What the step needs to
+        // run is then read from the reader pool, keeping the writer free for other executors.
         let claimed = sqlx::query(
             "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?3, \
              started_at = COALESCE(started_at, ?2) \
-             WHERE rowid = (SELECT s.rowid FROM steps s JOIN runs r ON r.id = s.run_id \
+             WHERE rowid = (SELECT s.rowid FROM steps s INDEXED BY steps_claimable JOIN runs r ON r.id = s.run_id \
                             WHERE s.state IN ('ready', 'waiting') AND s.not_before <= ?2 \
                               AND r.admitted = 1 AND r.state NOT IN ('succeeded', 'failed', 'cancelled') \
                             ORDER BY s.not_before LIMIT 1) \
@@ -535,7 +545,7 @@ impl Store for SqliteStore {
         .bind(owner)
         .bind(now)
         .bind(lease_until)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.writer)
         .await
         .map_err(StoreError::query("claim step"))?;
         let Some(row) = claimed else { return Ok(None) };
@@ -545,30 +555,24 @@ impl Store for SqliteStore {
         )
         .bind(&run_id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&self.writer)
         .await
         .map_err(StoreError::query("mark run running"))?;
-        tx.commit().await.map_err(StoreError::query("commit claim"))?;
-        let run = sqlx::query("SELECT plan, digest, created_at FROM runs WHERE id = ?1")
-            .bind(&run_id)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(StoreError::query("load run of claimed step"))?;
-        let done = sqlx::query("SELECT name, outputs FROM steps WHERE run_id = ?1 AND state = 'succeeded'")
-            .bind(&run_id)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(StoreError::query("load outputs"))?;
-        let mut outputs = serde_json::Map::new();
-        for step in &done {
-            let value = step
-                .get::<Option<&str>, _>("outputs")
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|e| StoreError::corrupt("step outputs", e))?
-                .unwrap_or(serde_json::Value::Null);
-            outputs.insert(step.get("name"), value);
-        }
+        // The run and the outputs of its finished steps (`{name: outputs}`), in one query.
+        let run = sqlx::query(
+            "SELECT plan, digest, created_at, \
+             (SELECT json_group_object(name, json(outputs)) FROM steps \
+              WHERE run_id = ?1 AND state = 'succeeded') AS done \
+             FROM runs WHERE id = ?1",
+        )
+        .bind(&run_id)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(StoreError::query("load run of claimed step"))?;
+        let outputs: serde_json::Map<String, serde_json::Value> = match run.get::<Option<&str>, _>("done") {
+            Some(done) => serde_json::from_str(done).map_err(|e| StoreError::corrupt("step outputs", e))?,
+            None => serde_json::Map::new(),
+        };
         Ok(Some(ClaimedStep {
             run_id,
             name: row.get("name"),
@@ -594,38 +598,21 @@ impl Store for SqliteStore {
 
     async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
-        let current: Option<String> = sqlx::query_scalar("SELECT state FROM steps WHERE run_id = ?1 AND name = ?2")
+        // Every update below applies only to a step still running: one cancelled or recovered
+        // meanwhile makes this attempt's result stale, and it is dropped.
+        let recorded = match &record {
+            StepRecord::Succeeded { outputs, .. } => sqlx::query(
+                "UPDATE steps SET state = 'succeeded', outputs = ?3, error = NULL, wait_key = NULL, finished_at = ?4, \
+                     lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
+            )
             .bind(run_id)
             .bind(step)
-            .fetch_optional(&mut *tx)
+            .bind(outputs.to_string())
+            .bind(now)
+            .execute(&mut *tx)
             .await
-            .map_err(StoreError::query("read step"))?;
-        if current.as_deref() != Some(StepState::Running.as_str()) {
-            // The step was cancelled or recovered meanwhile; this attempt's result is stale.
-            return Ok(());
-        }
-        match &record {
-            StepRecord::Succeeded { outputs, pin_digest } => {
-                sqlx::query(
-                    "UPDATE steps SET state = 'succeeded', outputs = ?3, error = NULL, wait_key = NULL, finished_at = ?4, \
-                     lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND name = ?2",
-                )
-                .bind(run_id)
-                .bind(step)
-                .bind(outputs.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("record step success"))?;
-                if let Some(digest) = pin_digest {
-                    sqlx::query("UPDATE runs SET digest = ?2 WHERE id = ?1 AND digest IS NULL")
-                        .bind(run_id)
-                        .bind(digest)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::query("pin digest"))?;
-                }
-            }
+            .map_err(StoreError::query("record step success"))?
+            .rows_affected(),
             StepRecord::Waiting { until, wake_on, outputs, reason } => {
                 let mut progress = match outputs {
                     Some(serde_json::Value::Object(map)) => map.clone(),
@@ -634,7 +621,7 @@ impl Store for SqliteStore {
                 progress.insert("waiting_for".into(), serde_json::Value::String(reason.clone()));
                 sqlx::query(
                     "UPDATE steps SET state = 'waiting', not_before = ?3, outputs = ?4, wait_key = ?5, lease_owner = NULL, \
-                     lease_until = NULL WHERE run_id = ?1 AND name = ?2",
+                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
                 )
                 .bind(run_id)
                 .bind(step)
@@ -643,33 +630,47 @@ impl Store for SqliteStore {
                 .bind(wake_on.as_deref())
                 .execute(&mut *tx)
                 .await
-                .map_err(StoreError::query("record step wait"))?;
+                .map_err(StoreError::query("record step wait"))?
+                .rows_affected()
             }
-            StepRecord::Retry { at, error } => {
-                sqlx::query(
-                    "UPDATE steps SET state = 'ready', not_before = ?3, error = ?4, lease_owner = NULL, \
-                     lease_until = NULL WHERE run_id = ?1 AND name = ?2",
-                )
-                .bind(run_id)
-                .bind(step)
-                .bind(at)
-                .bind(error)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("record step retry"))?;
+            StepRecord::Retry { at, error } => sqlx::query(
+                "UPDATE steps SET state = 'ready', not_before = ?3, error = ?4, lease_owner = NULL, \
+                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
+            )
+            .bind(run_id)
+            .bind(step)
+            .bind(at)
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("record step retry"))?
+            .rows_affected(),
+            StepRecord::Failed { error } => sqlx::query(
+                "UPDATE steps SET state = 'failed', error = ?3, wait_key = NULL, finished_at = ?4, lease_owner = NULL, \
+                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
+            )
+            .bind(run_id)
+            .bind(step)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("record step failure"))?
+            .rows_affected(),
+        };
+        if recorded == 0 {
+            return Ok(());
+        }
+        match &record {
+            StepRecord::Succeeded { pin_digest: Some(digest), .. } => {
+                sqlx::query("UPDATE runs SET digest = ?2 WHERE id = ?1 AND digest IS NULL")
+                    .bind(run_id)
+                    .bind(digest)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("pin digest"))?;
             }
             StepRecord::Failed { error } => {
-                sqlx::query(
-                    "UPDATE steps SET state = 'failed', error = ?3, wait_key = NULL, finished_at = ?4, lease_owner = NULL, \
-                     lease_until = NULL WHERE run_id = ?1 AND name = ?2",
-                )
-                .bind(run_id)
-                .bind(step)
-                .bind(error)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("record step failure"))?;
                 sqlx::query("UPDATE runs SET error = COALESCE(error, ?2) WHERE id = ?1")
                     .bind(run_id)
                     .bind(format!("step {step} failed: {error}"))
@@ -677,6 +678,7 @@ impl Store for SqliteStore {
                     .await
                     .map_err(StoreError::query("record run error"))?;
             }
+            _ => {}
         }
         settle(&mut tx, run_id, now).await?;
         tx.commit().await.map_err(StoreError::query("commit step record"))?;
@@ -684,10 +686,12 @@ impl Store for SqliteStore {
     }
 
     async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError> {
-        sqlx::query_scalar("SELECT MIN(not_before) FROM steps WHERE state IN ('ready', 'waiting')")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(StoreError::query("next wakeup"))
+        sqlx::query_scalar(
+            "SELECT MIN(not_before) FROM steps INDEXED BY steps_claimable WHERE state IN ('ready', 'waiting')",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(StoreError::query("next wakeup"))
     }
 
     async fn list_runs(&self, limit: u32) -> Result<Vec<Run>, StoreError> {

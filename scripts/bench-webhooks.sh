@@ -202,7 +202,7 @@ for round in $(seq "$ROUNDS"); do
   gantry_rates+=("$rate"); gantry_p99s+=("$p99")
   # The first delivery of the round went the whole way: stored, parsed, matched, a run created.
   sleep 1
-  status=$(curl -fsS "http://127.0.0.1:$port/api/deliveries/github/gantry$round-1-1")
+  status=$(curl -fsS "http://127.0.0.1:$port/api/deliveries/github/gantry$round-1-1" || echo "not found")
   runs=$(curl -fsS "http://127.0.0.1:$port/api/runs?limit=1000" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
   echo "       gantry answered 202 to $total deliveries; the first one: $status; runs: $runs (listing stops at 1000)"
   stop_server

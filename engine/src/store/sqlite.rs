@@ -527,12 +527,12 @@ impl Store for SqliteStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<ClaimedStep>, StoreError> {
-        // Two statements, each its own transaction (one round trip each to the single writer;
-        // BEGIN and COMMIT would be two more): the claim, then the run's state. Between them the
-        // run may show its earlier state; nothing depends on it (admission counts pending,
+        // One statement: the claim, returning with it what the step needs to run (its run's
+        // plan, the outputs of the run's finished steps) and the run's state, so that the run
+        // is marked running by a second statement only when it is not already. Between the two
+        // the run may show its earlier state; nothing depends on it (admission counts pending,
         // running and waiting runs alike, and `settle` derives the state again), and a crash
-        // there leaves a running step that `recover` hands out again. What the step needs to
-        // run is then read from the reader pool, keeping the writer free for other executors.
+        // there leaves a running step that `recover` hands out again.
         let claimed = sqlx::query(
             "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?3, \
              started_at = COALESCE(started_at, ?2) \
@@ -540,7 +540,13 @@ impl Store for SqliteStore {
                             WHERE s.state IN ('ready', 'waiting') AND s.not_before <= ?2 \
                               AND r.admitted = 1 AND r.state NOT IN ('succeeded', 'failed', 'cancelled') \
                             ORDER BY s.not_before LIMIT 1) \
-             RETURNING run_id, name, kind, config, attempts, outputs, max_attempts, backoff_ms, timeout_ms, started_at",
+             RETURNING run_id, name, kind, config, attempts, outputs, max_attempts, backoff_ms, timeout_ms, started_at, \
+               (SELECT state FROM runs WHERE id = run_id) AS run_state, \
+               (SELECT plan FROM runs WHERE id = run_id) AS plan, \
+               (SELECT digest FROM runs WHERE id = run_id) AS digest, \
+               (SELECT created_at FROM runs WHERE id = run_id) AS run_created_at, \
+               (SELECT json_group_object(done.name, json(done.outputs)) FROM steps done \
+                WHERE done.run_id = steps.run_id AND done.state = 'succeeded') AS done",
         )
         .bind(owner)
         .bind(now)
@@ -550,26 +556,17 @@ impl Store for SqliteStore {
         .map_err(StoreError::query("claim step"))?;
         let Some(row) = claimed else { return Ok(None) };
         let run_id: String = row.get("run_id");
-        sqlx::query(
-            "UPDATE runs SET state = 'running', updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'waiting')",
-        )
-        .bind(&run_id)
-        .bind(now)
-        .execute(&self.writer)
-        .await
-        .map_err(StoreError::query("mark run running"))?;
-        // The run and the outputs of its finished steps (`{name: outputs}`), in one query.
-        let run = sqlx::query(
-            "SELECT plan, digest, created_at, \
-             (SELECT json_group_object(name, json(outputs)) FROM steps \
-              WHERE run_id = ?1 AND state = 'succeeded') AS done \
-             FROM runs WHERE id = ?1",
-        )
-        .bind(&run_id)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(StoreError::query("load run of claimed step"))?;
-        let outputs: serde_json::Map<String, serde_json::Value> = match run.get::<Option<&str>, _>("done") {
+        if matches!(row.get::<&str, _>("run_state"), "pending" | "waiting") {
+            sqlx::query(
+                "UPDATE runs SET state = 'running', updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'waiting')",
+            )
+            .bind(&run_id)
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::query("mark run running"))?;
+        }
+        let outputs: serde_json::Map<String, serde_json::Value> = match row.get::<Option<&str>, _>("done") {
             Some(done) => serde_json::from_str(done).map_err(|e| StoreError::corrupt("step outputs", e))?,
             None => serde_json::Map::new(),
         };
@@ -580,9 +577,9 @@ impl Store for SqliteStore {
             config: serde_json::from_str(row.get::<&str, _>("config"))
                 .map_err(|e| StoreError::corrupt("step config", e))?,
             attempt: row.get::<i64, _>("attempts") as u32,
-            plan: serde_json::from_str(run.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
-            digest: run.get("digest"),
-            run_created_at: run.get("created_at"),
+            plan: serde_json::from_str(row.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
+            digest: row.get("digest"),
+            run_created_at: row.get("run_created_at"),
             outputs,
             progress: row
                 .get::<Option<&str>, _>("outputs")

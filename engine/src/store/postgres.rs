@@ -304,6 +304,39 @@ async fn insert_run(conn: &mut PgConnection, run: RunInsert<'_>, now: Millis) ->
 }
 
 /// Locks a run's row for the transaction and returns its state; `None` if there is no such run.
+/// Stores a delivery unless its (source, delivery id) is there already; answers which.
+async fn insert_delivery(
+    conn: &mut PgConnection,
+    delivery: &NewDelivery<'_>,
+    now: Millis,
+) -> Result<Inserted, StoreError> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 = 'received' THEN NULL ELSE $5 END) \
+         ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id",
+    )
+    .bind(delivery.source)
+    .bind(delivery.delivery_id)
+    .bind(delivery.event_type)
+    .bind(delivery.body)
+    .bind(now)
+    .bind(delivery.status.as_str())
+    .bind(delivery.detail)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(StoreError::query("insert delivery"))?;
+    if let Some(id) = inserted {
+        return Ok(Inserted::New(id));
+    }
+    let existing: i64 = sqlx::query_scalar("SELECT id FROM inbox WHERE source = $1 AND delivery_id = $2")
+        .bind(delivery.source)
+        .bind(delivery.delivery_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::query("find delivery"))?;
+    Ok(Inserted::Duplicate(existing))
+}
+
 async fn lock_run(conn: &mut PgConnection, run_id: &str) -> Result<Option<RunState>, StoreError> {
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM runs WHERE id = $1 FOR UPDATE")
         .bind(run_id)
@@ -425,32 +458,8 @@ async fn reopen(conn: &mut PgConnection, run_id: &str) -> Result<(), StoreError>
 #[async_trait]
 impl Store for PostgresStore {
     async fn insert_delivery(&self, delivery: NewDelivery<'_>) -> Result<Inserted, StoreError> {
-        let now = now_millis();
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 = 'received' THEN NULL ELSE $5 END) \
-             ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id",
-        )
-        .bind(delivery.source)
-        .bind(delivery.delivery_id)
-        .bind(delivery.event_type)
-        .bind(delivery.body)
-        .bind(now)
-        .bind(delivery.status.as_str())
-        .bind(delivery.detail)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::query("insert delivery"))?;
-        if let Some(id) = inserted {
-            return Ok(Inserted::New(id));
-        }
-        let existing: i64 = sqlx::query_scalar("SELECT id FROM inbox WHERE source = $1 AND delivery_id = $2")
-            .bind(delivery.source)
-            .bind(delivery.delivery_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::query("find delivery"))?;
-        Ok(Inserted::Duplicate(existing))
+        let mut conn = self.pool.acquire().await.map_err(StoreError::query("connect"))?;
+        insert_delivery(&mut conn, &delivery, now_millis()).await
     }
 
     async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
@@ -459,33 +468,7 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(StoreError::query("begin delivery batch"))?;
         let mut answers = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $6 = 'received' THEN NULL ELSE $5 END) \
-                 ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id",
-            )
-            .bind(delivery.source)
-            .bind(delivery.delivery_id)
-            .bind(delivery.event_type)
-            .bind(delivery.body)
-            .bind(now)
-            .bind(delivery.status.as_str())
-            .bind(delivery.detail)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::query("insert delivery of a batch"))?;
-            let answer = match inserted {
-                Some(id) => Inserted::New(id),
-                None => Inserted::Duplicate(
-                    sqlx::query_scalar("SELECT id FROM inbox WHERE source = $1 AND delivery_id = $2")
-                        .bind(delivery.source)
-                        .bind(delivery.delivery_id)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(StoreError::query("find delivery of a batch"))?,
-                ),
-            };
-            answers.push(answer);
+            answers.push(insert_delivery(&mut tx, delivery, now).await?);
         }
         tx.commit().await.map_err(StoreError::query("commit delivery batch"))?;
         Ok(answers)

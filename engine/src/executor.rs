@@ -193,33 +193,43 @@ impl Executor {
         let _ = tokio::time::timeout(until_next.min(self.options.idle_poll), notified).await;
     }
 
-    /// Claims and runs one step; false when none was ready.
+    /// Claims and runs a step, and the steps claimed with each outcome's record after it,
+    /// until none is ready; false when none was ready at first.
     pub async fn run_once(&self) -> Result<bool, StoreError> {
         let now = now_millis();
         let lease_until = now + self.options.lease.as_millis() as i64;
-        let Some(claimed) = self.store.claim_step(&self.owner, now, lease_until).await? else {
+        let Some(mut claimed) = self.store.claim_step(&self.owner, now, lease_until).await? else {
             return Ok(false);
         };
-        let (run_id, name) = (claimed.run_id.clone(), claimed.name.clone());
-        let record = self.attempt(claimed).await;
-        // A store hiccup (a replica's connection to PostgreSQL dropping) must not strand the
-        // attempt: its lease is renewed as long as this process lives.
-        let mut delay = Duration::from_millis(100);
         loop {
-            match self.store.finish_claimed_step(&self.owner, &run_id, &name, record.clone(), now_millis()).await {
-                Ok(()) => break,
-                Err(error) if delay <= Duration::from_secs(5) => {
-                    tracing::warn!(error = %crate::steps::chain(&error), run = %run_id, step = %name,
-                        "recording the step's outcome failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+            let (run_id, name) = (claimed.run_id.clone(), claimed.name.clone());
+            let record = self.attempt(claimed).await;
+            // A store hiccup (a replica's connection to PostgreSQL dropping) must not strand the
+            // attempt: its lease is renewed as long as this process lives. Recording is
+            // idempotent (only a running step takes a record), so a retry after a failure that
+            // came after the commit records nothing twice.
+            let mut delay = Duration::from_millis(100);
+            let next = loop {
+                let now = now_millis();
+                let lease_until = now + self.options.lease.as_millis() as i64;
+                match self.store.finish_and_claim(&self.owner, &run_id, &name, record.clone(), now, lease_until).await {
+                    Ok(next) => break next,
+                    Err(error) if delay <= Duration::from_secs(5) => {
+                        tracing::warn!(error = %crate::steps::chain(&error), run = %run_id, step = %name,
+                            "recording the step's outcome failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(error) => return Err(error),
                 }
-                Err(error) => return Err(error),
+            };
+            crate::failpoint::hit(&format!("after-finish:{name}"));
+            self.wake.notify_waiters();
+            match next {
+                Some(step) => claimed = step,
+                None => return Ok(true),
             }
         }
-        crate::failpoint::hit(&format!("after-finish:{name}"));
-        self.wake.notify_waiters();
-        Ok(true)
     }
 
     async fn attempt(&self, claimed: ClaimedStep) -> StepRecord {

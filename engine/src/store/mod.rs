@@ -333,6 +333,20 @@ pub trait Store: Send + Sync {
         let _ = owner;
         self.finish_step(run_id, step, record, now).await
     }
+    /// [`Store::finish_claimed_step`], then [`Store::claim_step`] for the same `owner`: the
+    /// executor's loop. A store that can does both in fewer round trips.
+    async fn finish_and_claim(
+        &self,
+        owner: &str,
+        run_id: &str,
+        step: &str,
+        record: StepRecord,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<ClaimedStep>, StoreError> {
+        self.finish_claimed_step(owner, run_id, step, record, now).await?;
+        self.claim_step(owner, now, lease_until).await
+    }
     /// The earliest `not_before` of any claimable step, to sleep until.
     async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError>;
 

@@ -1,19 +1,23 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
 //! Writes go through a single connection (SQLite has one writer anyway, and this keeps our
-//! own transactions from ever seeing `SQLITE_BUSY`); reads use a small pool. WAL with
+//! own transactions from ever seeing `SQLITE_BUSY`), taken in turn behind an async mutex;
+//! reads use a small pool. WAL with
 //! `synchronous=NORMAL` makes every commit survive a crash of the process (kill -9) before
 //! the call returns; only a power loss can take back the last commits.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use gantry_workflows::Plan;
+use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::admission::{QueuedRun, decide_admission};
 use super::common::{
@@ -28,11 +32,109 @@ use super::{
 use crate::error::StoreError;
 use crate::model::{ChangeRequest, Delivery, Millis, Run, RunState, StepRun, StepState, now_millis};
 
+/// The claim statement, with the parameter numbers of the owner, the time and the lease's end
+/// (so that it can follow other statements in one round trip).
+macro_rules! claim_statement {
+    ($owner:literal, $now:literal, $lease_until:literal) => {
+        concat!(
+            "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ", $owner, ", lease_until = ", $lease_until, ", \
+             started_at = COALESCE(started_at, ", $now, ") \
+             WHERE rowid = (SELECT s.rowid FROM steps s INDEXED BY steps_claimable JOIN runs r ON r.id = s.run_id \
+                            WHERE s.state IN ('ready', 'waiting') AND s.not_before <= ", $now, " \
+                              AND r.admitted = 1 AND r.state NOT IN ('succeeded', 'failed', 'cancelled') \
+                            ORDER BY s.not_before LIMIT 1) \
+             RETURNING run_id, name, kind, config, attempts, outputs, max_attempts, backoff_ms, timeout_ms, started_at, \
+               (SELECT state FROM runs WHERE id = run_id) AS run_state, \
+               (SELECT plan FROM runs WHERE id = run_id) AS plan, \
+               (SELECT digest FROM runs WHERE id = run_id) AS digest, \
+               (SELECT created_at FROM runs WHERE id = run_id) AS run_created_at, \
+               (SELECT json_group_object(done.name, json(done.outputs)) FROM steps done \
+                WHERE done.run_id = steps.run_id AND done.state = 'succeeded') AS done"
+        )
+    };
+}
+
+/// The columns `settle` reads about run `?1`: its steps as a JSON array of `[name, needs,
+/// state, condition, attempts]`, and its state. A statement that changes a step returns them
+/// (`RETURNING`), which spares the transaction a round trip.
+macro_rules! settle_columns {
+    () => {
+        "(SELECT json_group_array(json_array(name, needs, state, condition, attempts)) FROM steps \
+          WHERE run_id = ?1) AS settle_steps, (SELECT state FROM runs WHERE id = ?1) AS settle_run_state"
+    };
+}
+
 /// SQLite-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
+}
+
+/// The one write connection, handed out in turn (FIFO) by an async mutex rather than a pool
+/// of one: sqlx's pool pings a connection each time it is returned, and by default each time
+/// it is handed out — a round trip to the connection's thread per use, which on the
+/// executor's and the webhook inbox's paths cost more than their statements. A transaction
+/// dropped unfinished still rolls back first: sqlx's queues its rollback on the connection
+/// ahead of the next holder's statements, and one begun in SQL ([`WriterGuard::begin_in_sql`])
+/// is rolled back by the next `lock`.
+#[derive(Debug, Clone)]
+struct Writer(Arc<Mutex<WriterState>>);
+
+#[derive(Debug)]
+struct WriterState {
+    conn: SqliteConnection,
+    /// A transaction begun in SQL (`BEGIN; …` sent with its first statements, one round trip
+    /// instead of two) and not yet known to be finished.
+    open_in_sql: bool,
+}
+
+impl Writer {
+    fn new(conn: SqliteConnection) -> Self {
+        Self(Arc::new(Mutex::new(WriterState { conn, open_in_sql: false })))
+    }
+
+    async fn lock(&self) -> WriterGuard<'_> {
+        let mut state = self.0.lock().await;
+        if state.open_in_sql {
+            // Its holder was cancelled or failed before COMMIT: none of it may reach the next
+            // holder's transaction.
+            if let Err(error) = sqlx::query("ROLLBACK").execute(&mut state.conn).await {
+                tracing::warn!(%error, "rolling back an unfinished write transaction failed");
+            }
+            state.open_in_sql = false;
+        }
+        WriterGuard(state)
+    }
+}
+
+/// The write connection, held.
+struct WriterGuard<'a>(MutexGuard<'a, WriterState>);
+
+impl WriterGuard<'_> {
+    /// Marks a transaction begun in SQL: until [`Self::finished_in_sql`], the next holder
+    /// rolls it back first.
+    fn begin_in_sql(&mut self) {
+        self.0.open_in_sql = true;
+    }
+
+    /// The transaction begun in SQL was committed (or rolled back) in SQL.
+    fn finished_in_sql(&mut self) {
+        self.0.open_in_sql = false;
+    }
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.0.conn
+    }
 }
 
 impl SqliteStore {
@@ -46,18 +148,151 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(|source| StoreError::Open { url: url.clone(), source })?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(StoreError::Migrate)?;
+        let mut writer = options.connect().await.map_err(|source| StoreError::Open { url: url.clone(), source })?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut writer).await.map_err(StoreError::Migrate)?;
+        // A local file does not need the network-minded check before each use.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(|source| StoreError::Open { url, source })?;
-        Ok(Self { writer, reader })
+        Ok(Self { writer: Writer::new(writer), reader })
+    }
+
+    /// Records a claimed step's outcome and settles its run; with `claim` (owner, lease end),
+    /// also claims the next step in the same round trip as the commit.
+    async fn finish(
+        &self,
+        run_id: &str,
+        step: &str,
+        record: StepRecord,
+        now: Millis,
+        claim: Option<(&str, Millis)>,
+    ) -> Result<Option<ClaimedStep>, StoreError> {
+        // Two round trips to the connection's thread in the common case: BEGIN with the step's
+        // update (which returns what `settle` reads), then the settling updates with COMMIT.
+        // An error or a cancellation in between leaves the transaction to the next `lock`,
+        // which rolls it back.
+        let mut tx = self.writer.lock().await;
+        tx.begin_in_sql();
+        // Every update below applies only to a step still running: one cancelled or recovered
+        // meanwhile makes this attempt's result stale, and it is dropped.
+        let recorded: Option<(Option<String>, Option<String>)> = match &record {
+            StepRecord::Succeeded { outputs, .. } => sqlx::query_as(concat!(
+                "BEGIN; UPDATE steps SET state = 'succeeded', outputs = ?3, error = NULL, wait_key = NULL, finished_at = ?4, \
+                     lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running' RETURNING ", settle_columns!()),
+            )
+            .bind(run_id)
+            .bind(step)
+            .bind(outputs.to_string())
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::query("record step success"))?
+            .pop(),
+            StepRecord::Waiting { until, wake_on, outputs, reason } => {
+                let mut progress = match outputs {
+                    Some(serde_json::Value::Object(map)) => map.clone(),
+                    _ => serde_json::Map::new(),
+                };
+                progress.insert("waiting_for".into(), serde_json::Value::String(reason.clone()));
+                sqlx::query_as(concat!(
+                    "BEGIN; UPDATE steps SET state = 'waiting', not_before = ?3, outputs = ?4, wait_key = ?5, lease_owner = NULL, \
+                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running' RETURNING ", settle_columns!()),
+                )
+                .bind(run_id)
+                .bind(step)
+                .bind(until)
+                .bind(serde_json::Value::Object(progress).to_string())
+                .bind(wake_on.as_deref())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StoreError::query("record step wait"))?
+                    .pop()
+            }
+            StepRecord::Retry { at, error } => sqlx::query_as(concat!(
+                "BEGIN; UPDATE steps SET state = 'ready', not_before = ?3, error = ?4, lease_owner = NULL, \
+                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running' RETURNING ", settle_columns!()),
+            )
+            .bind(run_id)
+            .bind(step)
+            .bind(at)
+            .bind(error)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::query("record step retry"))?
+            .pop(),
+            StepRecord::Failed { error } => sqlx::query_as(concat!(
+                "BEGIN; UPDATE steps SET state = 'failed', error = ?3, wait_key = NULL, finished_at = ?4, lease_owner = NULL, \
+                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running' RETURNING ", settle_columns!()),
+            )
+            .bind(run_id)
+            .bind(step)
+            .bind(error)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(StoreError::query("record step failure"))?
+            .pop(),
+        };
+        // The step was not running (any more): nothing to settle.
+        let Some(settle_data) = recorded else {
+            let claimed = match claim {
+                Some((owner, lease_until)) => sqlx::query(concat!("COMMIT; ", claim_statement!("?1", "?2", "?3")))
+                    .bind(owner)
+                    .bind(now)
+                    .bind(lease_until)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("end step record"))?
+                    .pop(),
+                None => {
+                    sqlx::query("COMMIT").execute(&mut *tx).await.map_err(StoreError::query("end step record"))?;
+                    None
+                }
+            };
+            tx.finished_in_sql();
+            return match claimed {
+                Some(row) => claimed_step(&mut tx, &row, now).await.map(Some),
+                None => Ok(None),
+            };
+        };
+        let new_state = match &record {
+            StepRecord::Succeeded { .. } => StepState::Succeeded,
+            StepRecord::Waiting { .. } => StepState::Waiting,
+            StepRecord::Retry { .. } => StepState::Ready,
+            StepRecord::Failed { .. } => StepState::Failed,
+        };
+        match &record {
+            StepRecord::Succeeded { pin_digest: Some(digest), .. } => {
+                sqlx::query("UPDATE runs SET digest = ?2 WHERE id = ?1 AND digest IS NULL")
+                    .bind(run_id)
+                    .bind(digest)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("pin digest"))?;
+            }
+            StepRecord::Failed { error } => {
+                sqlx::query("UPDATE runs SET error = COALESCE(error, ?2) WHERE id = ?1")
+                    .bind(run_id)
+                    .bind(format!("step {step} failed: {error}"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("record run error"))?;
+            }
+            _ => {}
+        }
+        let commit = match claim {
+            Some((owner, lease_until)) => Commit::InSqlThenClaim { owner, lease_until },
+            None => Commit::InSql,
+        };
+        let (_, claimed) = settle_from(&mut tx, run_id, now, settle_data, Some((step, new_state)), commit).await?;
+        tx.finished_in_sql();
+        match claimed {
+            Some(row) => claimed_step(&mut tx, &row, now).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn runs_by_ids(&self, ids: &[String]) -> Result<Vec<Run>, StoreError> {
@@ -180,36 +415,57 @@ async fn insert_run(
 /// Decides every pending step whose needs have all finished (ready, or cancelled when its
 /// condition is false — which may decide further steps), then derives the run's state.
 async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> Result<RunState, StoreError> {
-    // The run's state rides along with every step row (one round trip instead of two).
-    let rows = sqlx::query(
-        "SELECT name, needs, state, condition, attempts, (SELECT state FROM runs WHERE id = ?1) AS run_state \
-         FROM steps WHERE run_id = ?1",
-    )
-    .bind(run_id)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(StoreError::query("read run steps"))?;
+    let settle_data: (Option<String>, Option<String>) = sqlx::query_as(concat!("SELECT ", settle_columns!()))
+        .bind(run_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(StoreError::query("read run steps"))?;
+    settle_from(tx, run_id, now, settle_data, None, Commit::ByCaller).await.map(|(state, _)| state)
+}
+
+/// Who ends the transaction `settle_from` writes in.
+#[derive(Debug, Clone, Copy)]
+enum Commit<'a> {
+    /// The caller (a sqlx transaction).
+    ByCaller,
+    /// `settle_from`, with its last statements: the transaction was begun in SQL.
+    InSql,
+    /// The same, and in the same round trip a claim of the next step for `owner`, whose row
+    /// `settle_from` returns.
+    InSqlThenClaim { owner: &'a str, lease_until: Millis },
+}
+
+/// `settle` on steps and run state already read (`settle_columns!`); `changed` is a step whose
+/// new state the reading may predate (it was read by the statement that changed it).
+async fn settle_from(
+    tx: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    now: Millis,
+    (steps_json, run_state): (Option<String>, Option<String>),
+    changed: Option<(&str, StepState)>,
+    commit: Commit<'_>,
+) -> Result<(RunState, Option<SqliteRow>), StoreError> {
+    let current = run_state.ok_or_else(|| StoreError::NotFound { what: format!("run {run_id}") })?;
+    let current = RunState::parse(&current).ok_or_else(|| StoreError::corrupt("run state", &current))?;
+    let rows: Vec<(String, String, String, Option<String>, i64)> =
+        serde_json::from_str(steps_json.as_deref().unwrap_or("[]")).map_err(|e| StoreError::corrupt("run steps", e))?;
     let mut steps = Vec::with_capacity(rows.len());
     let mut started = false;
-    for row in &rows {
-        let state: String = row.get("state");
-        let state = StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?;
-        let needs: Vec<String> =
-            serde_json::from_str(row.get::<&str, _>("needs")).map_err(|e| StoreError::corrupt("step needs", e))?;
-        started |= row.get::<i64, _>("attempts") > 0 || !matches!(state, StepState::Pending | StepState::Ready);
-        steps.push(SettleStep { name: row.get("name"), needs, state, condition: row.get("condition") });
+    for (name, needs, state, condition, attempts) in rows {
+        let mut state = StepState::parse(&state).ok_or_else(|| StoreError::corrupt("step state", &state))?;
+        if let Some((changed, new_state)) = changed
+            && changed == name
+        {
+            state = new_state;
+        }
+        let needs: Vec<String> = serde_json::from_str(&needs).map_err(|e| StoreError::corrupt("step needs", e))?;
+        started |= attempts > 0 || !matches!(state, StepState::Pending | StepState::Ready);
+        steps.push(SettleStep { name, needs, state, condition });
     }
+    let mut ready = Vec::new();
     for decision in decide_pending(&mut steps) {
         match decision {
-            PendingDecision::Ready { name } => {
-                sqlx::query("UPDATE steps SET state = 'ready', not_before = ?3 WHERE run_id = ?1 AND name = ?2")
-                    .bind(run_id)
-                    .bind(&name)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query("mark step ready"))?;
-            }
+            PendingDecision::Ready { name } => ready.push(name),
             PendingDecision::NotRun { name, note } => {
                 sqlx::query(
                     "UPDATE steps SET state = 'cancelled', note = ?3, finished_at = ?4 WHERE run_id = ?1 AND name = ?2",
@@ -224,31 +480,85 @@ async fn settle(tx: &mut sqlx::SqliteConnection, run_id: &str, now: Millis) -> R
             }
         }
     }
-    let current: String = match rows.first() {
-        Some(row) => row.get("run_state"),
-        None => sqlx::query_scalar("SELECT state FROM runs WHERE id = ?1")
-            .bind(run_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::query("read run state"))?,
-    };
-    let current = RunState::parse(&current).ok_or_else(|| StoreError::corrupt("run state", &current))?;
     let state = derive_run_state(current, started, steps.iter().map(|step| step.state));
     let error = (state == RunState::Failed).then(|| failed_steps_error(&steps));
-    sqlx::query(
-        "UPDATE runs SET state = ?2, updated_at = ?3, \
-         error = CASE WHEN ?2 = 'failed' THEN COALESCE(error, ?4) WHEN ?2 = 'cancelled' THEN error ELSE NULL END, \
-         finished_at = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN COALESCE(finished_at, ?3) ELSE NULL END \
-         WHERE id = ?1",
-    )
-    .bind(run_id)
-    .bind(state.as_str())
-    .bind(now)
-    .bind(error)
-    .execute(&mut *tx)
-    .await
-    .map_err(StoreError::query("update run state"))?;
-    Ok(state)
+    let ready = serde_json::to_string(&ready).map_err(|e| StoreError::corrupt("ready steps", e))?;
+    // Both statements in one round trip: the steps now ready, and the run's state (and the
+    // COMMIT of a transaction begun in SQL).
+    macro_rules! settle_updates {
+        () => {
+            "UPDATE steps SET state = 'ready', not_before = ?3 \
+             WHERE run_id = ?1 AND name IN (SELECT value FROM json_each(?5)); \
+             UPDATE runs SET state = ?2, updated_at = ?3, \
+             error = CASE WHEN ?2 = 'failed' THEN COALESCE(error, ?4) WHEN ?2 = 'cancelled' THEN error ELSE NULL END, \
+             finished_at = CASE WHEN ?2 IN ('succeeded', 'failed', 'cancelled') THEN COALESCE(finished_at, ?3) \
+             ELSE NULL END WHERE id = ?1"
+        };
+    }
+    let updates = match commit {
+        Commit::ByCaller => sqlx::query(settle_updates!()),
+        Commit::InSql => sqlx::query(concat!(settle_updates!(), "; COMMIT")),
+        Commit::InSqlThenClaim { .. } => {
+            sqlx::query(concat!(settle_updates!(), "; COMMIT; ", claim_statement!("?6", "?3", "?7")))
+        }
+    };
+    let mut updates = updates.bind(run_id).bind(state.as_str()).bind(now).bind(error).bind(ready);
+    if let Commit::InSqlThenClaim { owner, lease_until } = commit {
+        updates = updates.bind(owner).bind(lease_until);
+    }
+    let claimed = updates.fetch_all(&mut *tx).await.map_err(StoreError::query("update run state"))?.pop();
+    Ok((state, claimed))
+}
+
+/// The step a claim statement returned (`row`), the run marked running when it is not yet.
+///
+/// The claim is one statement, returning with it what the step needs to run (its run's
+/// plan, the outputs of the run's finished steps) and the run's state, so that the run
+/// is marked running by a second statement only when it is not already. Between the two
+/// the run may show its earlier state; nothing depends on it (admission counts pending,
+/// running and waiting runs alike, and `settle` derives the state again), and a crash
+/// there leaves a running step that `recover` hands out again.
+async fn claimed_step(
+    conn: &mut SqliteConnection,
+    row: &sqlx::sqlite::SqliteRow,
+    now: Millis,
+) -> Result<ClaimedStep, StoreError> {
+    let run_id: String = row.get("run_id");
+    if matches!(row.get::<&str, _>("run_state"), "pending" | "waiting") {
+        sqlx::query(
+            "UPDATE runs SET state = 'running', updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'waiting')",
+        )
+        .bind(&run_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::query("mark run running"))?;
+    }
+    let outputs: serde_json::Map<String, serde_json::Value> = match row.get::<Option<&str>, _>("done") {
+        Some(done) => serde_json::from_str(done).map_err(|e| StoreError::corrupt("step outputs", e))?,
+        None => serde_json::Map::new(),
+    };
+    Ok(ClaimedStep {
+        run_id,
+        name: row.get("name"),
+        kind: row.get("kind"),
+        config: serde_json::from_str(row.get::<&str, _>("config"))
+            .map_err(|e| StoreError::corrupt("step config", e))?,
+        attempt: row.get::<i64, _>("attempts") as u32,
+        plan: serde_json::from_str(row.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
+        digest: row.get("digest"),
+        run_created_at: row.get("run_created_at"),
+        outputs,
+        progress: row
+            .get::<Option<&str>, _>("outputs")
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| StoreError::corrupt("step outputs", e))?,
+        max_attempts: row.get::<Option<i64>, _>("max_attempts").map(|v| v as u32),
+        backoff_ms: row.get::<Option<i64>, _>("backoff_ms").map(|v| v as u64),
+        timeout_ms: row.get::<Option<i64>, _>("timeout_ms").map(|v| v as u64),
+        started_at: row.get::<Option<i64>, _>("started_at").unwrap_or(now),
+    })
 }
 
 async fn step_state(tx: &mut sqlx::SqliteConnection, run_id: &str, step: &str) -> Result<StepState, StoreError> {
@@ -308,7 +618,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(delivery.status.as_str())
         .bind(delivery.detail)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("insert delivery"))?;
         if let Some(row) = inserted {
@@ -317,7 +627,7 @@ impl Store for SqliteStore {
         let existing: i64 = sqlx::query_scalar("SELECT id FROM inbox WHERE source = ?1 AND delivery_id = ?2")
             .bind(delivery.source)
             .bind(delivery.delivery_id)
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *self.writer.lock().await)
             .await
             .map_err(StoreError::query("find delivery"))?;
         Ok(Inserted::Duplicate(existing))
@@ -357,7 +667,8 @@ impl Store for SqliteStore {
                 .collect()
         });
         let now = now_millis();
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin delivery batch"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin delivery batch"))?;
         // (source, delivery id) -> row, for the rows this batch inserted.
         let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(deliveries.len());
         let mut rest = deliveries;
@@ -430,7 +741,7 @@ impl Store for SqliteStore {
              WHERE status = 'received' ORDER BY id LIMIT ?1",
         )
         .bind(limit as i64)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("list received deliveries"))?;
         Ok(rows
@@ -454,7 +765,8 @@ impl Store for SqliteStore {
         plans: &[Plan],
     ) -> Result<Vec<String>, StoreError> {
         let now = now_millis();
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         let mut ids = Vec::new();
         for plan in plans {
             let run = RunInsert {
@@ -495,7 +807,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: NewRun<'_>) -> Result<Option<String>, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         let insert = RunInsert {
             inbox_id: None,
             plan: run.plan,
@@ -515,7 +828,7 @@ impl Store for SqliteStore {
         )
         .bind(owner)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("recover steps"))?;
         Ok(result.rows_affected())
@@ -527,159 +840,34 @@ impl Store for SqliteStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<ClaimedStep>, StoreError> {
-        // One statement: the claim, returning with it what the step needs to run (its run's
-        // plan, the outputs of the run's finished steps) and the run's state, so that the run
-        // is marked running by a second statement only when it is not already. Between the two
-        // the run may show its earlier state; nothing depends on it (admission counts pending,
-        // running and waiting runs alike, and `settle` derives the state again), and a crash
-        // there leaves a running step that `recover` hands out again.
-        let claimed = sqlx::query(
-            "UPDATE steps SET state = 'running', attempts = attempts + 1, lease_owner = ?1, lease_until = ?3, \
-             started_at = COALESCE(started_at, ?2) \
-             WHERE rowid = (SELECT s.rowid FROM steps s INDEXED BY steps_claimable JOIN runs r ON r.id = s.run_id \
-                            WHERE s.state IN ('ready', 'waiting') AND s.not_before <= ?2 \
-                              AND r.admitted = 1 AND r.state NOT IN ('succeeded', 'failed', 'cancelled') \
-                            ORDER BY s.not_before LIMIT 1) \
-             RETURNING run_id, name, kind, config, attempts, outputs, max_attempts, backoff_ms, timeout_ms, started_at, \
-               (SELECT state FROM runs WHERE id = run_id) AS run_state, \
-               (SELECT plan FROM runs WHERE id = run_id) AS plan, \
-               (SELECT digest FROM runs WHERE id = run_id) AS digest, \
-               (SELECT created_at FROM runs WHERE id = run_id) AS run_created_at, \
-               (SELECT json_group_object(done.name, json(done.outputs)) FROM steps done \
-                WHERE done.run_id = steps.run_id AND done.state = 'succeeded') AS done",
-        )
-        .bind(owner)
-        .bind(now)
-        .bind(lease_until)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(StoreError::query("claim step"))?;
-        let Some(row) = claimed else { return Ok(None) };
-        let run_id: String = row.get("run_id");
-        if matches!(row.get::<&str, _>("run_state"), "pending" | "waiting") {
-            sqlx::query(
-                "UPDATE runs SET state = 'running', updated_at = ?2 WHERE id = ?1 AND state IN ('pending', 'waiting')",
-            )
-            .bind(&run_id)
+        let mut conn = self.writer.lock().await;
+        let claimed = sqlx::query(claim_statement!("?1", "?2", "?3"))
+            .bind(owner)
             .bind(now)
-            .execute(&self.writer)
+            .bind(lease_until)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(StoreError::query("mark run running"))?;
+            .map_err(StoreError::query("claim step"))?;
+        match claimed {
+            Some(row) => claimed_step(&mut conn, &row, now).await.map(Some),
+            None => Ok(None),
         }
-        let outputs: serde_json::Map<String, serde_json::Value> = match row.get::<Option<&str>, _>("done") {
-            Some(done) => serde_json::from_str(done).map_err(|e| StoreError::corrupt("step outputs", e))?,
-            None => serde_json::Map::new(),
-        };
-        Ok(Some(ClaimedStep {
-            run_id,
-            name: row.get("name"),
-            kind: row.get("kind"),
-            config: serde_json::from_str(row.get::<&str, _>("config"))
-                .map_err(|e| StoreError::corrupt("step config", e))?,
-            attempt: row.get::<i64, _>("attempts") as u32,
-            plan: serde_json::from_str(row.get::<&str, _>("plan")).map_err(|e| StoreError::corrupt("run plan", e))?,
-            digest: row.get("digest"),
-            run_created_at: row.get("run_created_at"),
-            outputs,
-            progress: row
-                .get::<Option<&str>, _>("outputs")
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|e| StoreError::corrupt("step outputs", e))?,
-            max_attempts: row.get::<Option<i64>, _>("max_attempts").map(|v| v as u32),
-            backoff_ms: row.get::<Option<i64>, _>("backoff_ms").map(|v| v as u64),
-            timeout_ms: row.get::<Option<i64>, _>("timeout_ms").map(|v| v as u64),
-            started_at: row.get::<Option<i64>, _>("started_at").unwrap_or(now),
-        }))
     }
 
     async fn finish_step(&self, run_id: &str, step: &str, record: StepRecord, now: Millis) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
-        // Every update below applies only to a step still running: one cancelled or recovered
-        // meanwhile makes this attempt's result stale, and it is dropped.
-        let recorded = match &record {
-            StepRecord::Succeeded { outputs, .. } => sqlx::query(
-                "UPDATE steps SET state = 'succeeded', outputs = ?3, error = NULL, wait_key = NULL, finished_at = ?4, \
-                     lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
-            )
-            .bind(run_id)
-            .bind(step)
-            .bind(outputs.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("record step success"))?
-            .rows_affected(),
-            StepRecord::Waiting { until, wake_on, outputs, reason } => {
-                let mut progress = match outputs {
-                    Some(serde_json::Value::Object(map)) => map.clone(),
-                    _ => serde_json::Map::new(),
-                };
-                progress.insert("waiting_for".into(), serde_json::Value::String(reason.clone()));
-                sqlx::query(
-                    "UPDATE steps SET state = 'waiting', not_before = ?3, outputs = ?4, wait_key = ?5, lease_owner = NULL, \
-                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
-                )
-                .bind(run_id)
-                .bind(step)
-                .bind(until)
-                .bind(serde_json::Value::Object(progress).to_string())
-                .bind(wake_on.as_deref())
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("record step wait"))?
-                .rows_affected()
-            }
-            StepRecord::Retry { at, error } => sqlx::query(
-                "UPDATE steps SET state = 'ready', not_before = ?3, error = ?4, lease_owner = NULL, \
-                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
-            )
-            .bind(run_id)
-            .bind(step)
-            .bind(at)
-            .bind(error)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("record step retry"))?
-            .rows_affected(),
-            StepRecord::Failed { error } => sqlx::query(
-                "UPDATE steps SET state = 'failed', error = ?3, wait_key = NULL, finished_at = ?4, lease_owner = NULL, \
-                     lease_until = NULL WHERE run_id = ?1 AND name = ?2 AND state = 'running'",
-            )
-            .bind(run_id)
-            .bind(step)
-            .bind(error)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("record step failure"))?
-            .rows_affected(),
-        };
-        if recorded == 0 {
-            return Ok(());
-        }
-        match &record {
-            StepRecord::Succeeded { pin_digest: Some(digest), .. } => {
-                sqlx::query("UPDATE runs SET digest = ?2 WHERE id = ?1 AND digest IS NULL")
-                    .bind(run_id)
-                    .bind(digest)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query("pin digest"))?;
-            }
-            StepRecord::Failed { error } => {
-                sqlx::query("UPDATE runs SET error = COALESCE(error, ?2) WHERE id = ?1")
-                    .bind(run_id)
-                    .bind(format!("step {step} failed: {error}"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::query("record run error"))?;
-            }
-            _ => {}
-        }
-        settle(&mut tx, run_id, now).await?;
-        tx.commit().await.map_err(StoreError::query("commit step record"))?;
-        Ok(())
+        self.finish(run_id, step, record, now, None).await.map(|_| ())
+    }
+
+    async fn finish_and_claim(
+        &self,
+        owner: &str,
+        run_id: &str,
+        step: &str,
+        record: StepRecord,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<ClaimedStep>, StoreError> {
+        self.finish(run_id, step, record, now, Some((owner, lease_until))).await
     }
 
     async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError> {
@@ -723,7 +911,8 @@ impl Store for SqliteStore {
         if !anything_queued {
             return Ok(Admission::default());
         }
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         // Only the runs the decision can act on, so that a pass costs the number of (app,
         // environment) queues, not their length: every run of a `supersede` queue (all but the
         // newest are cancelled, once), and of a `queue` queue its oldest run and any rollbacks.
@@ -817,7 +1006,7 @@ impl Store for SqliteStore {
         let result = sqlx::query("UPDATE steps SET lease_until = ?2 WHERE state = 'running' AND lease_owner = ?1")
             .bind(owner)
             .bind(lease_until)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(StoreError::query("renew leases"))?;
         Ok(result.rows_affected())
@@ -827,7 +1016,7 @@ impl Store for SqliteStore {
         let result = sqlx::query("UPDATE steps SET not_before = ?2 WHERE state = 'waiting' AND wait_key = ?1")
             .bind(wait_key)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(StoreError::query("wake steps"))?;
         Ok(result.rows_affected())
@@ -838,7 +1027,7 @@ impl Store for SqliteStore {
             "SELECT id FROM runs WHERE state = 'succeeded' AND advanced = 0 ORDER BY finished_at LIMIT ?1",
         )
         .bind(limit as i64)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("list runs to advance"))?;
         self.runs_by_ids(&ids).await
@@ -846,7 +1035,8 @@ impl Store for SqliteStore {
 
     async fn advance(&self, run_id: &str, digest: &str, follow_ups: &[Plan]) -> Result<Vec<String>, StoreError> {
         let now = now_millis();
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         let mut ids = Vec::new();
         for plan in follow_ups {
             let run = RunInsert {
@@ -875,7 +1065,7 @@ impl Store for SqliteStore {
         )
         .bind(app)
         .bind(digest)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("list promoted environments"))
     }
@@ -894,7 +1084,8 @@ impl Store for SqliteStore {
     }
 
     async fn cancel_run(&self, run_id: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         let state = run_state(&mut tx, run_id).await?;
         if state.is_final() {
             return Err(StoreError::Conflict { message: format!("run {run_id} already {state}") });
@@ -921,7 +1112,8 @@ impl Store for SqliteStore {
     }
 
     async fn retry_step(&self, run_id: &str, step: &str, now: Millis) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         if run_state(&mut tx, run_id).await? == RunState::Cancelled {
             return Err(StoreError::Conflict { message: format!("run {run_id} is cancelled") });
         }
@@ -945,7 +1137,8 @@ impl Store for SqliteStore {
     }
 
     async fn skip_step(&self, run_id: &str, step: &str, reason: &str, now: Millis) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         let run = run_state(&mut tx, run_id).await?;
         if run == RunState::Cancelled || run == RunState::Succeeded {
             return Err(StoreError::Conflict { message: format!("run {run_id} is {run}") });
@@ -976,7 +1169,8 @@ impl Store for SqliteStore {
         comment: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         let state = step_state(&mut tx, run_id, step).await?;
         if !matches!(state, StepState::Pending | StepState::Ready | StepState::Waiting) {
             return Err(StoreError::Conflict {
@@ -1020,7 +1214,7 @@ impl Store for SqliteStore {
         .bind(&hold.reason)
         .bind(hold.digest.as_deref())
         .bind(hold.created_at)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("hold environment"))?;
         Ok(())
@@ -1030,7 +1224,7 @@ impl Store for SqliteStore {
         let result = sqlx::query("DELETE FROM holds WHERE environment = ?1 AND app = ?2")
             .bind(environment)
             .bind(app.unwrap_or(""))
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await
             .map_err(StoreError::query("release environment"))?;
         Ok(result.rows_affected() > 0)
@@ -1059,7 +1253,7 @@ impl Store for SqliteStore {
         .bind(request.body)
         .bind(request.run_id)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("insert change request"))?;
         if inserted.rows_affected() == 0 {
@@ -1070,7 +1264,7 @@ impl Store for SqliteStore {
                 .bind(request.branch)
                 .bind(request.head_commit)
                 .bind(now)
-                .execute(&self.writer)
+                .execute(&mut *self.writer.lock().await)
                 .await
                 .map_err(StoreError::query("update change request"))?;
         }
@@ -1078,7 +1272,7 @@ impl Store for SqliteStore {
             .bind(request.forge)
             .bind(request.repo)
             .bind(request.branch)
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *self.writer.lock().await)
             .await
             .map_err(StoreError::query("read change request"))?;
         Ok((decode_change_request(&row)?, inserted.rows_affected() == 1))
@@ -1103,7 +1297,7 @@ impl Store for SqliteStore {
             .bind(forge)
             .bind(repo)
             .bind(branch)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *self.writer.lock().await)
             .await
             .map_err(StoreError::query("find change request"))?;
         row.as_ref().map(decode_change_request).transpose()
@@ -1123,7 +1317,7 @@ impl Store for SqliteStore {
         .bind(state)
         .bind(head_commit)
         .bind(now_millis())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("update change request state"))?;
         Ok(())
@@ -1146,7 +1340,8 @@ impl Store for SqliteStore {
 
     async fn observe_ref(&self, event: &RefObservation) -> Result<RefOrder, StoreError> {
         // The single writer connection serializes this transaction with every other write.
-        let mut tx = self.writer.begin().await.map_err(StoreError::query("begin"))?;
+        let mut conn = self.writer.lock().await;
+        let mut tx = conn.begin().await.map_err(StoreError::query("begin"))?;
         let rows = sqlx::query(
             "SELECT inbox_id, delivery, sha, before_sha, deleted, event_time FROM ref_events \
              WHERE forge = ?1 AND repo = ?2 AND git_ref = ?3 ORDER BY id DESC LIMIT ?4",

@@ -8,8 +8,10 @@
 # secret (X-Hub-Signature-256 computed once), with its own X-GitHub-Delivery id. The gantry
 # config below has that repository as an app whose trigger matches the push (branch `master` ->
 # environment `dev`, the quickstart's step DAG: resolve-artifact, retag, update-config, open-pr),
-# so every delivery is parsed, planned and becomes a run while the load goes on; newer runs
-# supersede queued ones, and the admitted one waits for the image CI never pushes.
+# so every delivery is parsed, planned and becomes a run; newer runs supersede queued ones, and
+# the admitted one waits for the image CI never pushes. While the load goes on, intake yields to
+# the endpoints (about a tenth of the time) and the backlog is processed as it eases; the runs
+# line after each round shows how far it got.
 #
 # Rounds alternate the two servers (bare first); each round starts gantry on a fresh data
 # directory. Printed: per round and as medians, requests/s and p99 latency of both, and gantry's

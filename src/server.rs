@@ -334,17 +334,16 @@ pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr))
         executor_wake.clone(),
         options.executor,
     ));
-    tokio::spawn(intake_loop(store.clone(), Arc::new(options.config), intake_wake.clone(), executor_wake.clone()));
     tokio::spawn(async move {
         if let Err(error) = executor.run().await {
             tracing::error!(%error, "executor stopped");
         }
     });
-    let app = router(
-        AppState::new(store, options.github_secrets, intake_wake)
-            .with_executor_wake(executor_wake)
-            .with_gitlab_tokens(options.gitlab_tokens),
-    );
+    let state = AppState::new(store.clone(), options.github_secrets, intake_wake.clone())
+        .with_executor_wake(executor_wake.clone())
+        .with_gitlab_tokens(options.gitlab_tokens);
+    tokio::spawn(intake_loop(store, Arc::new(options.config), intake_wake, executor_wake, state.deliveries.clone()));
+    let app = router(state);
     on_listening(address);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -354,15 +353,45 @@ pub async fn serve(options: ServeOptions, on_listening: impl FnOnce(SocketAddr))
     Ok(())
 }
 
-async fn intake_loop(store: Arc<dyn Store>, config: Arc<Config>, wake: Arc<Notify>, executor_wake: Arc<Notify>) {
+/// While webhooks keep arriving, intake spends at most about this percentage of the time on
+/// processing (it rests the remainder between passes): the endpoints answer a burst first,
+/// and its deliveries — already on disk — are processed as it goes on, at full speed once it
+/// ends.
+const INTAKE_PERCENT_UNDER_LOAD: u32 = 10;
+
+async fn intake_loop(
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    wake: Arc<Notify>,
+    executor_wake: Arc<Notify>,
+    deliveries: DeliveryBatcher,
+) {
+    use gantry_engine::intake::{INTAKE_PASS, advance_runs, process_received};
     loop {
         let notified = wake.notified();
-        match gantry_engine::intake::process_inbox(&store, &config).await {
-            Ok(done) if done.iter().any(|d| !d.runs.is_empty()) => executor_wake.notify_waiters(),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "intake failed; will retry"),
+        let arrived = deliveries.stats().deliveries;
+        let started = std::time::Instant::now();
+        let full = match process_received(&store, &config, INTAKE_PASS).await {
+            Ok(done) => {
+                if done.iter().any(|d| !d.runs.is_empty()) {
+                    executor_wake.notify_waiters();
+                }
+                done.len() == INTAKE_PASS as usize
+            }
+            Err(error) => {
+                tracing::warn!(%error, "intake failed; will retry");
+                false
+            }
+        };
+        if full {
+            // More is waiting. Rest in proportion to the pass if the endpoints took deliveries
+            // meanwhile (a burst is on), else go on at once.
+            if deliveries.stats().deliveries != arrived {
+                tokio::time::sleep(started.elapsed() * (100 / INTAKE_PERCENT_UNDER_LOAD - 1)).await;
+            }
+            continue;
         }
-        match gantry_engine::intake::advance_runs(&store, &config).await {
+        match advance_runs(&store, &config).await {
             Ok(created) if !created.is_empty() => executor_wake.notify_waiters(),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "starting follow-up promotions failed; will retry"),

@@ -31,57 +31,69 @@ pub struct Intake {
     pub runs: Vec<String>,
 }
 
+/// Deliveries one intake pass takes.
+pub const INTAKE_PASS: u32 = 64;
+
 /// Processes every received delivery; returns what happened to each.
 pub async fn process_inbox(store: &Arc<dyn Store>, config: &Config) -> Result<Vec<Intake>, StoreError> {
     let mut done = Vec::new();
     loop {
-        let deliveries = store.received_deliveries(64).await?;
-        if deliveries.is_empty() {
+        let pass = process_received(store, config, INTAKE_PASS).await?;
+        if pass.is_empty() {
             return Ok(done);
         }
-        for delivery in deliveries {
-            let parsed = match delivery.source.as_str() {
-                "github" => github::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
-                "gitlab" => gitlab::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
-                other => Err(format!("no parser for source {other}")),
-            };
-            if let Ok(Parsed::Event(event)) = &parsed {
-                wake_waiting_steps(store, event).await?;
-            }
-            let order = match &parsed {
-                Ok(Parsed::Event(event)) => match ref_observation(&delivery, event) {
-                    Some(observation) => Some(store.observe_ref(&observation).await?),
-                    None => None,
-                },
-                _ => None,
-            };
-            let (status, detail, plans) = match (parsed, order) {
-                (Ok(Parsed::Event(_)), Some(RefOrder::Older { reason })) => {
-                    tracing::info!(delivery = %delivery.delivery_id, %reason, "older event ignored");
-                    (DeliveryStatus::Ignored, Some(format!("older than what gantry has seen: {reason}")), Vec::new())
-                }
-                // A branch deleted twice (GitHub's `delete` and `push` for one deletion) ends its
-                // preview once; the same commit pushed again is promoted again, as asked.
-                (Ok(Parsed::Event(event)), Some(RefOrder::Repeat { reason })) if event.kind == EventKind::Delete => {
-                    (DeliveryStatus::Ignored, Some(format!("nothing new: {reason}")), Vec::new())
-                }
-                (Ok(Parsed::Event(event)), _) => match gantry_workflows::plan(config, &event) {
-                    Ok(plans) if plans.is_empty() => {
-                        (DeliveryStatus::Processed, Some(no_match_detail(config, &event)), plans)
-                    }
-                    Ok(plans) => (DeliveryStatus::Processed, None, plans),
-                    Err(error) => (DeliveryStatus::Failed, Some(format!("plan: {error}")), Vec::new()),
-                },
-                (Ok(Parsed::Ignored { reason, .. }), _) => (DeliveryStatus::Ignored, Some(reason), Vec::new()),
-                (Err(error), _) => (DeliveryStatus::Failed, Some(error), Vec::new()),
-            };
-            let runs = store.complete_delivery(delivery.id, status, detail.as_deref(), &plans).await?;
-            for run in &runs {
-                tracing::info!(run, delivery = %delivery.delivery_id, "run created");
-            }
-            done.push(Intake { delivery: delivery.id, status, runs });
-        }
+        done.extend(pass);
     }
+}
+
+/// One pass: processes up to `limit` received deliveries, oldest first; returns what happened
+/// to each (fewer than `limit` means the inbox is empty for now).
+pub async fn process_received(store: &Arc<dyn Store>, config: &Config, limit: u32) -> Result<Vec<Intake>, StoreError> {
+    let deliveries = store.received_deliveries(limit).await?;
+    let mut done = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let parsed = match delivery.source.as_str() {
+            "github" => github::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
+            "gitlab" => gitlab::parse(&delivery.event_type, &delivery.body).map_err(|e| e.to_string()),
+            other => Err(format!("no parser for source {other}")),
+        };
+        if let Ok(Parsed::Event(event)) = &parsed {
+            wake_waiting_steps(store, event).await?;
+        }
+        let order = match &parsed {
+            Ok(Parsed::Event(event)) => match ref_observation(&delivery, event) {
+                Some(observation) => Some(store.observe_ref(&observation).await?),
+                None => None,
+            },
+            _ => None,
+        };
+        let (status, detail, plans) = match (parsed, order) {
+            (Ok(Parsed::Event(_)), Some(RefOrder::Older { reason })) => {
+                tracing::info!(delivery = %delivery.delivery_id, %reason, "older event ignored");
+                (DeliveryStatus::Ignored, Some(format!("older than what gantry has seen: {reason}")), Vec::new())
+            }
+            // A branch deleted twice (GitHub's `delete` and `push` for one deletion) ends its
+            // preview once; the same commit pushed again is promoted again, as asked.
+            (Ok(Parsed::Event(event)), Some(RefOrder::Repeat { reason })) if event.kind == EventKind::Delete => {
+                (DeliveryStatus::Ignored, Some(format!("nothing new: {reason}")), Vec::new())
+            }
+            (Ok(Parsed::Event(event)), _) => match gantry_workflows::plan(config, &event) {
+                Ok(plans) if plans.is_empty() => {
+                    (DeliveryStatus::Processed, Some(no_match_detail(config, &event)), plans)
+                }
+                Ok(plans) => (DeliveryStatus::Processed, None, plans),
+                Err(error) => (DeliveryStatus::Failed, Some(format!("plan: {error}")), Vec::new()),
+            },
+            (Ok(Parsed::Ignored { reason, .. }), _) => (DeliveryStatus::Ignored, Some(reason), Vec::new()),
+            (Err(error), _) => (DeliveryStatus::Failed, Some(error), Vec::new()),
+        };
+        let runs = store.complete_delivery(delivery.id, status, detail.as_deref(), &plans).await?;
+        for run in &runs {
+            tracing::info!(run, delivery = %delivery.delivery_id, "run created");
+        }
+        done.push(Intake { delivery: delivery.id, status, runs });
+    }
+    Ok(done)
 }
 
 /// The ref event `event` is, for ordering; `None` for events about no ref, or that name

@@ -1390,3 +1390,40 @@ impl Store for SqliteStore {
         Ok(order)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn holds_in(store: &SqliteStore) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM holds").fetch_one(&mut *store.writer.lock().await).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_transaction_begun_in_sql_and_left_open_is_rolled_back_by_the_next_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap();
+        {
+            let mut conn = store.writer.lock().await;
+            conn.begin_in_sql();
+            sqlx::query("BEGIN; INSERT INTO holds (environment, reason, created_at) VALUES ('prod', 'half', 1)")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            // Dropped here without COMMIT, as by an error or a cancelled future.
+        }
+        assert_eq!(holds_in(&store).await, 0, "the unfinished insert reached the next holder");
+        // The connection is usable again: a new transaction begins and commits.
+        let mut conn = store.writer.lock().await;
+        conn.begin_in_sql();
+        sqlx::query("BEGIN; INSERT INTO holds (environment, reason, created_at) VALUES ('prod', 'whole', 1); COMMIT")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        conn.finished_in_sql();
+        drop(conn);
+        assert_eq!(holds_in(&store).await, 1);
+        let reason: String = sqlx::query_scalar("SELECT reason FROM holds").fetch_one(&store.reader).await.unwrap();
+        assert_eq!(reason, "whole");
+    }
+}

@@ -113,7 +113,8 @@ import hashlib, hmac, sys
 print("sha256=" + hmac.new(sys.argv[1].encode(), open(sys.argv[2], "rb").read(), hashlib.sha256).hexdigest())
 ' "$SECRET" "$FIXTURE")
 cat >"$work/push.lua" <<EOF
--- Same request for both servers; X-GitHub-Delivery is <label>-<thread>-<n>.
+-- Same request for both servers; X-GitHub-Delivery is <label>-<thread>-<n>. wrk builds one
+-- request per thread before the load to see whether they vary, so a thread's first sent is n = 2.
 local file = assert(io.open("$PWD/$FIXTURE", "rb"))
 wrk.method = "POST"
 wrk.body = file:read("*a")
@@ -204,7 +205,7 @@ for round in $(seq "$ROUNDS"); do
   gantry_rates+=("$rate"); gantry_p99s+=("$p99")
   # The first delivery of the round went the whole way: stored, parsed, matched, a run created.
   sleep 1
-  status=$(curl -fsS "http://127.0.0.1:$port/api/deliveries/github/gantry$round-1-1" || echo "not found")
+  status=$(curl -fsS "http://127.0.0.1:$port/api/deliveries/github/gantry$round-1-2" || echo "not found")
   runs=$(curl -fsS "http://127.0.0.1:$port/api/runs?limit=1000" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
   echo "       gantry answered 202 to $total deliveries; the first one: $status; runs: $runs (listing stops at 1000)"
   stop_server

@@ -334,7 +334,9 @@ pub trait Store: Send + Sync {
         self.finish_step(run_id, step, record, now).await
     }
     /// [`Store::finish_claimed_step`], then [`Store::claim_step`] for the same `owner`: the
-    /// executor's loop. A store that can does both in fewer round trips.
+    /// executor's loop. A store that can does both in fewer round trips. `now` is when the
+    /// outcome was reached; the claim is made at the time it happens (later, if recording
+    /// waited), its lease moved on by the same lag.
     async fn finish_and_claim(
         &self,
         owner: &str,
@@ -345,7 +347,8 @@ pub trait Store: Send + Sync {
         lease_until: Millis,
     ) -> Result<Option<ClaimedStep>, StoreError> {
         self.finish_claimed_step(owner, run_id, step, record, now).await?;
-        self.claim_step(owner, now, lease_until).await
+        let lag = (crate::model::now_millis() - now).max(0);
+        self.claim_step(owner, now + lag, lease_until + lag).await
     }
     /// The earliest `not_before` of any claimable step, to sleep until.
     async fn next_wakeup(&self) -> Result<Option<Millis>, StoreError>;

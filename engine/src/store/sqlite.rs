@@ -175,6 +175,12 @@ impl SqliteStore {
         // An error or a cancellation in between leaves the transaction to the next `lock`,
         // which rolls it back.
         let mut tx = self.writer.lock().await;
+        // The next step is claimed at the time of the claim: waiting for the connection may
+        // have taken a while since `now`.
+        let claim = claim.map(|(owner, lease_until)| {
+            let lag = (now_millis() - now).max(0);
+            (owner, now + lag, lease_until + lag)
+        });
         tx.begin_in_sql();
         // Every update below applies only to a step still running: one cancelled or recovered
         // meanwhile makes this attempt's result stale, and it is dropped.
@@ -239,9 +245,9 @@ impl SqliteStore {
         // The step was not running (any more): nothing to settle.
         let Some(settle_data) = recorded else {
             let claimed = match claim {
-                Some((owner, lease_until)) => sqlx::query(concat!("COMMIT; ", claim_statement!("?1", "?2", "?3")))
+                Some((owner, at, lease_until)) => sqlx::query(concat!("COMMIT; ", claim_statement!("?1", "?2", "?3")))
                     .bind(owner)
-                    .bind(now)
+                    .bind(at)
                     .bind(lease_until)
                     .fetch_all(&mut *tx)
                     .await
@@ -253,9 +259,9 @@ impl SqliteStore {
                 }
             };
             tx.finished_in_sql();
-            return match claimed {
-                Some(row) => claimed_step(&mut tx, &row, now).await.map(Some),
-                None => Ok(None),
+            return match (claimed, claim) {
+                (Some(row), Some((_, at, _))) => claimed_step(&mut tx, &row, at).await.map(Some),
+                _ => Ok(None),
             };
         };
         let new_state = match &record {
@@ -284,14 +290,14 @@ impl SqliteStore {
             _ => {}
         }
         let commit = match claim {
-            Some((owner, lease_until)) => Commit::InSqlThenClaim { owner, lease_until },
+            Some((owner, at, lease_until)) => Commit::InSqlThenClaim { owner, at, lease_until },
             None => Commit::InSql,
         };
         let (_, claimed) = settle_from(&mut tx, run_id, now, settle_data, Some((step, new_state)), commit).await?;
         tx.finished_in_sql();
-        match claimed {
-            Some(row) => claimed_step(&mut tx, &row, now).await.map(Some),
-            None => Ok(None),
+        match (claimed, claim) {
+            (Some(row), Some((_, at, _))) => claimed_step(&mut tx, &row, at).await.map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -432,7 +438,7 @@ enum Commit<'a> {
     InSql,
     /// The same, and in the same round trip a claim of the next step for `owner`, whose row
     /// `settle_from` returns.
-    InSqlThenClaim { owner: &'a str, lease_until: Millis },
+    InSqlThenClaim { owner: &'a str, at: Millis, lease_until: Millis },
 }
 
 /// `settle` on steps and run state already read (`settle_columns!`); `changed` is a step whose
@@ -499,12 +505,12 @@ async fn settle_from(
         Commit::ByCaller => sqlx::query(settle_updates!()),
         Commit::InSql => sqlx::query(concat!(settle_updates!(), "; COMMIT")),
         Commit::InSqlThenClaim { .. } => {
-            sqlx::query(concat!(settle_updates!(), "; COMMIT; ", claim_statement!("?6", "?3", "?7")))
+            sqlx::query(concat!(settle_updates!(), "; COMMIT; ", claim_statement!("?6", "?8", "?7")))
         }
     };
     let mut updates = updates.bind(run_id).bind(state.as_str()).bind(now).bind(error).bind(ready);
-    if let Commit::InSqlThenClaim { owner, lease_until } = commit {
-        updates = updates.bind(owner).bind(lease_until);
+    if let Commit::InSqlThenClaim { owner, at, lease_until } = commit {
+        updates = updates.bind(owner).bind(lease_until).bind(at);
     }
     let claimed = updates.fetch_all(&mut *tx).await.map_err(StoreError::query("update run state"))?.pop();
     Ok((state, claimed))

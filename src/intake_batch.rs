@@ -31,6 +31,9 @@ pub struct ReceivedDelivery {
     pub event_type: String,
     /// Raw body, shared with the request (not copied).
     pub body: Bytes,
+    /// The body packed for a store that keeps bodies packed ([`DeliveryBatcher::insert`] packs
+    /// it on the handler's thread).
+    pub packed: Option<Vec<u8>>,
 }
 
 impl ReceivedDelivery {
@@ -40,6 +43,7 @@ impl ReceivedDelivery {
             delivery_id: &self.delivery_id,
             event_type: &self.event_type,
             body: &self.body,
+            packed_body: self.packed.as_deref(),
             status: DeliveryStatus::Received,
             detail: None,
         }
@@ -124,6 +128,7 @@ struct Pending {
 pub struct DeliveryBatcher {
     queue: mpsc::Sender<Pending>,
     counters: Arc<Counters>,
+    pack: bool,
 }
 
 impl DeliveryBatcher {
@@ -132,13 +137,17 @@ impl DeliveryBatcher {
     pub fn start(store: Arc<dyn Store>, intake_wake: Arc<Notify>, limits: BatchLimits) -> Self {
         let (queue, pending) = mpsc::channel(limits.queue.max(1));
         let counters = Arc::new(Counters::default());
+        let pack = store.keeps_packed_bodies();
         tokio::spawn(write_batches(store, intake_wake, pending, limits, counters.clone()));
-        Self { queue, counters }
+        Self { queue, counters, pack }
     }
 
     /// Stores `delivery` with whatever else is waiting; returns once the batch is committed
     /// (or has failed).
-    pub async fn insert(&self, delivery: ReceivedDelivery) -> Result<Inserted, BatchError> {
+    pub async fn insert(&self, mut delivery: ReceivedDelivery) -> Result<Inserted, BatchError> {
+        if self.pack && delivery.packed.is_none() {
+            delivery.packed = gantry_engine::store::pack_body(&delivery.body);
+        }
         let (answer, answered) = oneshot::channel();
         self.queue.send(Pending { delivery, answer }).await.map_err(|_| BatchError::Stopped)?;
         // A dropped answer means the writer stopped before answering.
@@ -162,8 +171,57 @@ async fn write_batches(
     limits: BatchLimits,
     counters: Arc<Counters>,
 ) {
-    let max_deliveries = limits.max_deliveries.max(1);
-    while let Some(first) = pending.recv().await {
+    // One batch is written at a time (the store has one writer). As soon as it is committed,
+    // the next one (everything that arrived meanwhile) goes to the store, and only then are
+    // the committed batch's handlers answered: the store never waits for the answering.
+    let mut writing: Option<Writing> = None;
+    loop {
+        let written = match writing.take() {
+            Some(batch) => Some(batch.finish(&counters).await),
+            None => None,
+        };
+        let first = match pending.try_recv() {
+            Ok(first) => Some(first),
+            // Nothing waiting and nothing to answer: sleep until a delivery comes.
+            Err(mpsc::error::TryRecvError::Empty) if written.is_none() => match pending.recv().await {
+                Some(first) => Some(first),
+                None => return,
+            },
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) if written.is_none() => return,
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        };
+        if let Some(first) = first {
+            writing = Some(Writing::start(&store, first, &mut pending, limits));
+        }
+        if let Some((answers, results)) = written {
+            if results.iter().any(|r| matches!(r, Ok(Inserted::New(_)))) {
+                intake_wake.notify_one();
+            }
+            for (answer, result) in answers.into_iter().zip(results) {
+                // A handler whose client went away no longer listens; its row is stored all the same.
+                let _ = answer.send(result);
+            }
+        }
+    }
+}
+
+/// A batch on its way into the store.
+struct Writing {
+    task: tokio::task::JoinHandle<Result<Vec<Inserted>, StoreError>>,
+    answers: Vec<oneshot::Sender<Result<Inserted, BatchError>>>,
+    bytes: usize,
+}
+
+impl Writing {
+    /// Takes `first` and whatever else is waiting (within `limits`) and starts storing them.
+    fn start(
+        store: &Arc<dyn Store>,
+        first: Pending,
+        pending: &mut mpsc::Receiver<Pending>,
+        limits: BatchLimits,
+    ) -> Self {
+        let max_deliveries = limits.max_deliveries.max(1);
         let mut bytes = first.delivery.body.len();
         let mut batch = vec![first];
         while batch.len() < max_deliveries && bytes < limits.max_bytes {
@@ -175,16 +233,24 @@ async fn write_batches(
                 Err(_) => break,
             }
         }
-        let size = batch.len();
         let (deliveries, answers): (Vec<ReceivedDelivery>, Vec<_>) =
             batch.into_iter().map(|p| (p.delivery, p.answer)).unzip();
         // Its own task, so that a panic in the store fails this batch, not the writer.
         let writer = store.clone();
-        let stored = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let rows: Vec<NewDelivery<'_>> = deliveries.iter().map(ReceivedDelivery::as_new).collect();
             writer.insert_deliveries(&rows).await
-        })
-        .await;
+        });
+        Self { task, answers, bytes }
+    }
+
+    /// Waits for the commit; returns each member's answer.
+    async fn finish(
+        self,
+        counters: &Counters,
+    ) -> (Vec<oneshot::Sender<Result<Inserted, BatchError>>>, Vec<Result<Inserted, BatchError>>) {
+        let size = self.answers.len();
+        let stored = self.task.await;
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters.deliveries.fetch_add(size as u64, Ordering::Relaxed);
         counters.largest.fetch_max(size as u64, Ordering::Relaxed);
@@ -194,14 +260,8 @@ async fn write_batches(
             Ok(Err(error)) => vec![Err(BatchError::Store { size, source: Arc::new(error) }); size],
             Err(_) => vec![Err(BatchError::Panicked { size }); size],
         };
-        tracing::debug!(size, bytes, failed = results[0].is_err(), "delivery batch written");
-        if results.iter().any(|r| matches!(r, Ok(Inserted::New(_)))) {
-            intake_wake.notify_one();
-        }
-        for (answer, result) in answers.into_iter().zip(results) {
-            // A handler whose client went away no longer listens; its row is stored all the same.
-            let _ = answer.send(result);
-        }
+        tracing::debug!(size, bytes = self.bytes, failed = results[0].is_err(), "delivery batch written");
+        (self.answers, results)
     }
 }
 
@@ -217,6 +277,7 @@ mod tests {
             delivery_id: id.to_string(),
             event_type: "push".to_string(),
             body: Bytes::from_static(br#"{"ref":"refs/heads/main"}"#),
+            packed: None,
         }
     }
 

@@ -181,6 +181,7 @@ async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: By
         delivery_id: delivery_id.to_string(),
         event_type: event_type.to_string(),
         body,
+        packed: None,
     };
     store_delivery(&state, delivery).await
 }
@@ -201,7 +202,8 @@ async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: By
         &body,
     )
     .map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    let delivery = ReceivedDelivery { source: "gitlab", delivery_id, event_type: event_type.to_string(), body };
+    let delivery =
+        ReceivedDelivery { source: "gitlab", delivery_id, event_type: event_type.to_string(), body, packed: None };
     store_delivery(&state, delivery).await
 }
 

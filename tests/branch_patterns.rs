@@ -527,6 +527,7 @@ async fn a_newer_push_supersedes_queued_work_and_an_older_one_is_ignored() {
                     delivery_id: id,
                     event_type: "push",
                     body: &body,
+                    packed_body: None,
                     status: DeliveryStatus::Received,
                     detail: None,
                 })

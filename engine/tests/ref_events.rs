@@ -58,6 +58,7 @@ impl Harness {
                 delivery_id: delivery,
                 event_type: "push",
                 body: b"{}",
+                packed_body: None,
                 status: DeliveryStatus::Received,
                 detail: None,
             })

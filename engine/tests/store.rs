@@ -604,6 +604,7 @@ async fn deliveries_and_follow_ups_are_created_once(h: Harness) {
         delivery_id: id,
         event_type: "push",
         body: b"{}",
+        packed_body: None,
         status: DeliveryStatus::Received,
         detail: None,
     };
@@ -615,6 +616,26 @@ async fn deliveries_and_follow_ups_are_created_once(h: Harness) {
     let received = h.store.received_deliveries(10).await.unwrap();
     assert_eq!(received.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), ["d-1", "d-2"]);
     assert_eq!(received[0].body, b"{}");
+
+    // A real webhook body reads back byte for byte whether the store packs it, the caller
+    // packed it, or it came alone or in a batch.
+    let push: &[u8] = include_bytes!("../../tests/fixtures/github/go-playground-webhooks/push.0.json");
+    let packed = gantry_engine::store::pack_body(push).expect("a push payload packs smaller");
+    let real =
+        |id: &'static str, packed_body: Option<&'static [u8]>| NewDelivery { body: push, packed_body, ..delivery(id) };
+    let packed: &'static [u8] = Box::leak(packed.into_boxed_slice());
+    assert!(matches!(h.store.insert_delivery(real("p-1", None)).await.unwrap(), Inserted::New(_)));
+    assert!(matches!(h.store.insert_delivery(real("p-2", Some(packed))).await.unwrap(), Inserted::New(_)));
+    let batch = h.store.insert_deliveries(&[real("p-3", None), real("p-4", Some(packed))]).await.unwrap();
+    assert!(batch.iter().all(|b| matches!(b, Inserted::New(_))), "{batch:?}");
+    let received = h.store.received_deliveries(10).await.unwrap();
+    assert_eq!(received.len(), 6);
+    for delivery in &received[2..] {
+        assert!(delivery.body == push, "{} read back {} bytes", delivery.delivery_id, delivery.body.len());
+    }
+    for delivery in &received[2..] {
+        h.store.complete_delivery(delivery.id, DeliveryStatus::Ignored, Some("body check"), &[]).await.unwrap();
+    }
 
     // Two replicas' intake completing the same delivery at once create its runs once.
     let plans = vec![h.plan("web", "main"), h.plan("web", "queue/1")];

@@ -157,7 +157,7 @@ pub(crate) fn decode_delivery(row: &impl Columns) -> Result<Delivery, StoreError
         source: row.text("source")?,
         delivery_id: row.text("delivery_id")?,
         event_type: row.text("event_type")?,
-        body: row.bytes("body")?,
+        body: super::body::unpack(row.text_opt("body_encoding")?.as_deref(), row.bytes("body")?)?,
         received_at: row.int("received_at")?,
     })
 }

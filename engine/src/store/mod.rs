@@ -6,6 +6,7 @@
 //! replicas share one database. [`open`] picks one by URL.
 
 mod admission;
+mod body;
 mod common;
 mod postgres;
 mod ref_order;
@@ -36,6 +37,10 @@ pub struct NewDelivery<'a> {
     pub event_type: &'a str,
     /// Raw body.
     pub body: &'a [u8],
+    /// The body packed by [`pack_body`], when the caller packed it already (a store that
+    /// [keeps packed bodies](Store::keeps_packed_bodies) uses it instead of packing again;
+    /// `None` also when packing did not make it smaller).
+    pub packed_body: Option<&'a [u8]>,
     /// Status to store it with: `received` (to process) or `ignored`.
     pub status: DeliveryStatus,
     /// Why it is ignored, if it is.
@@ -228,8 +233,20 @@ pub struct NewChangeRequest<'a> {
 }
 
 /// Storage used by the server and the executor.
+/// `body` packed the way a store that [keeps packed bodies](Store::keeps_packed_bodies) stores
+/// it, or `None` when packing does not make it smaller. Webhook endpoints pack on their own
+/// threads, so that the store's single writer only writes.
+pub fn pack_body(body: &[u8]) -> Option<Vec<u8>> {
+    body::pack(body)
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// Whether this store keeps delivery bodies packed by [`pack_body`] (and so can use a
+    /// [`NewDelivery::packed_body`]).
+    fn keeps_packed_bodies(&self) -> bool {
+        false
+    }
     /// Stores a delivery unless one with the same (source, delivery id) exists.
     async fn insert_delivery(&self, delivery: NewDelivery<'_>) -> Result<Inserted, StoreError>;
     /// Stores several deliveries (group commit of the webhook endpoints); the answers are in

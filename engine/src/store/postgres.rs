@@ -476,7 +476,7 @@ impl Store for PostgresStore {
 
     async fn received_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, source, delivery_id, event_type, body, received_at FROM inbox \
+            "SELECT id, source, delivery_id, event_type, body, body_encoding, received_at FROM inbox \
              WHERE status = 'received' ORDER BY id LIMIT $1",
         )
         .bind(limit as i64)

@@ -7,6 +7,7 @@
 //! the call returns; only a power loss can take back the last commits.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -20,9 +21,10 @@ use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::admission::{QueuedRun, decide_admission};
+use super::body;
 use super::common::{
-    PendingDecision, SettleStep, decide_pending, decode_change_request, decode_hold, decode_run, decode_step,
-    derive_run_state, failed_steps_error,
+    PendingDecision, SettleStep, decide_pending, decode_change_request, decode_delivery, decode_hold, decode_run,
+    decode_step, derive_run_state, failed_steps_error,
 };
 use super::ref_order::decode_seen;
 use super::{
@@ -147,6 +149,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
+            // The executor's statements and a delivery batch's per size (see
+            // `insert_deliveries`) stay prepared.
+            .statement_cache_capacity(256)
             .foreign_keys(true);
         let mut writer = options.connect().await.map_err(|source| StoreError::Open { url: url.clone(), source })?;
         sqlx::migrate!("./migrations/sqlite").run(&mut writer).await.map_err(StoreError::Migrate)?;
@@ -610,20 +615,29 @@ async fn reopen(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<(), Sto
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn keeps_packed_bodies(&self) -> bool {
+        true
+    }
+
     async fn insert_delivery(&self, delivery: NewDelivery<'_>) -> Result<Inserted, StoreError> {
         let now = now_millis();
+        let packed = match delivery.packed_body {
+            Some(packed) => Some(packed.to_vec()),
+            None => body::pack(delivery.body),
+        };
         let inserted = sqlx::query(
-            "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 = 'received' THEN NULL ELSE ?5 END) \
+            "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at, \
+             body_encoding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 = 'received' THEN NULL ELSE ?5 END, ?8) \
              ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id",
         )
         .bind(delivery.source)
         .bind(delivery.delivery_id)
         .bind(delivery.event_type)
-        .bind(delivery.body)
+        .bind(packed.as_deref().unwrap_or(delivery.body))
         .bind(now)
         .bind(delivery.status.as_str())
         .bind(delivery.detail)
+        .bind(packed.as_ref().map(|_| body::LZ4))
         .fetch_optional(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("insert delivery"))?;
@@ -641,66 +655,71 @@ impl Store for SqliteStore {
 
     async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
         // One transaction and one commit for the whole batch; an error rolls every row back.
-        // Rows go in by multi-row INSERTs of a few fixed sizes (64, 32, …, 1 rows), so a batch
-        // costs a handful of statements and only seven statement texts are ever prepared.
-        const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
-        static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-            CHUNKS
-                .iter()
-                .map(|&rows| {
-                    let values: Vec<String> = (0..rows)
-                        .map(|row| {
-                            let p = 2 + 6 * row;
-                            format!(
-                                "(?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{}, CASE WHEN ?{} = 'received' THEN NULL ELSE ?1 END)",
-                                p,
-                                p + 1,
-                                p + 2,
-                                p + 3,
-                                p + 4,
-                                p + 5,
-                                p + 4
-                            )
-                        })
-                        .collect();
-                    format!(
-                        "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, \
-                         processed_at) VALUES {} ON CONFLICT (source, delivery_id) DO NOTHING \
-                         RETURNING id, source, delivery_id",
-                        values.join(", ")
-                    )
-                })
-                .collect()
-        });
-        let now = now_millis();
-        let mut conn = self.writer.lock().await;
-        let mut tx = conn.begin().await.map_err(StoreError::query("begin delivery batch"))?;
+        // The whole batch is one command to the connection's thread: BEGIN, multi-row INSERTs
+        // of up to 64 rows each, COMMIT. Its text depends only on the number of rows, so the
+        // connection keeps a prepared statement per batch size.
+        const ROWS_PER_INSERT: usize = 64;
+        // Bodies the caller did not pack are packed before the connection is taken, so that no
+        // other writer waits for it.
+        let packed: Vec<Option<std::borrow::Cow<'_, [u8]>>> = deliveries
+            .iter()
+            .map(|d| match d.packed_body {
+                Some(packed) => Some(std::borrow::Cow::Borrowed(packed)),
+                None => body::pack(d.body).map(std::borrow::Cow::Owned),
+            })
+            .collect();
+        let mut statement = String::from("BEGIN;");
+        for (row, _) in deliveries.iter().enumerate() {
+            if row % ROWS_PER_INSERT == 0 {
+                if row > 0 {
+                    statement
+                        .push_str(" ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id, source, delivery_id;");
+                }
+                statement.push_str(
+                    " INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, \
+                     processed_at, body_encoding) VALUES ",
+                );
+            } else {
+                statement.push_str(", ");
+            }
+            let p = 2 + 7 * row;
+            let _ = write!(
+                statement,
+                "(?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{}, CASE WHEN ?{} = 'received' THEN NULL ELSE ?1 END, ?{})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 4,
+                p + 6
+            );
+        }
+        statement.push_str(" ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id, source, delivery_id; COMMIT;");
+        // Built from constant text and parameter numbers only.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now_millis());
+        for (delivery, packed) in deliveries.iter().zip(&packed) {
+            query = query
+                .bind(delivery.source)
+                .bind(delivery.delivery_id)
+                .bind(delivery.event_type)
+                .bind(packed.as_deref().unwrap_or(delivery.body))
+                .bind(delivery.status.as_str())
+                .bind(delivery.detail)
+                .bind(packed.as_ref().map(|_| body::LZ4));
+        }
+        let mut tx = self.writer.lock().await;
+        tx.begin_in_sql();
+        let rows = query.fetch_all(&mut *tx).await.map_err(StoreError::query("insert a batch of deliveries"))?;
+        tx.finished_in_sql();
         // (source, delivery id) -> row, for the rows this batch inserted.
         let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(deliveries.len());
-        let mut rest = deliveries;
-        while !rest.is_empty() {
-            let (size, statement) = CHUNKS
-                .iter()
-                .zip(STATEMENTS.iter())
-                .find(|(size, _)| **size <= rest.len())
-                .expect("a chunk of one row fits any non-empty rest");
-            let (chunk, after) = rest.split_at(*size);
-            let mut query = sqlx::query(statement.as_str()).bind(now);
-            for delivery in chunk {
-                query = query
-                    .bind(delivery.source)
-                    .bind(delivery.delivery_id)
-                    .bind(delivery.event_type)
-                    .bind(delivery.body)
-                    .bind(delivery.status.as_str())
-                    .bind(delivery.detail);
-            }
-            for row in query.fetch_all(&mut *tx).await.map_err(StoreError::query("insert a batch of deliveries"))? {
-                inserted.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
-            }
-            rest = after;
+        for row in rows {
+            inserted.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
         }
-        // Ids that were there before the batch: one look-up for all of them.
+        // Ids that were there before the batch: one look-up for all of them, still holding the
+        // connection (so nothing else writes in between).
         let known: Vec<&str> = deliveries
             .iter()
             .filter(|d| !inserted.contains_key(&(d.source.to_string(), d.delivery_id.to_string())))
@@ -720,7 +739,7 @@ impl Store for SqliteStore {
                 existing.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
             }
         }
-        tx.commit().await.map_err(StoreError::query("commit delivery batch"))?;
+        drop(tx);
         // The first copy of an id this batch inserted is new; every other copy is a duplicate.
         let mut answered_new = std::collections::HashSet::new();
         deliveries
@@ -743,24 +762,14 @@ impl Store for SqliteStore {
 
     async fn received_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, source, delivery_id, event_type, body, received_at FROM inbox \
+            "SELECT id, source, delivery_id, event_type, body, body_encoding, received_at FROM inbox \
              WHERE status = 'received' ORDER BY id LIMIT ?1",
         )
         .bind(limit as i64)
         .fetch_all(&mut *self.writer.lock().await)
         .await
         .map_err(StoreError::query("list received deliveries"))?;
-        Ok(rows
-            .iter()
-            .map(|row| Delivery {
-                id: row.get("id"),
-                source: row.get("source"),
-                delivery_id: row.get("delivery_id"),
-                event_type: row.get("event_type"),
-                body: row.get("body"),
-                received_at: row.get("received_at"),
-            })
-            .collect())
+        rows.iter().map(decode_delivery).collect()
     }
 
     async fn complete_delivery(

@@ -637,6 +637,24 @@ async fn deliveries_and_follow_ups_are_created_once(h: Harness) {
         h.store.complete_delivery(delivery.id, DeliveryStatus::Ignored, Some("body check"), &[]).await.unwrap();
     }
 
+    // A batch larger than one multi-row INSERT (64 rows), with a copy of one of its own ids
+    // and of an earlier delivery.
+    let ids: Vec<&'static str> = (0..150).map(|i| &*Box::leak(format!("b-{i}").into_boxed_str())).collect();
+    let mut large: Vec<NewDelivery<'_>> = ids.iter().map(|id| delivery(id)).collect();
+    large.push(delivery("b-3"));
+    large.push(delivery("d-1"));
+    let answers = h.store.insert_deliveries(&large).await.unwrap();
+    assert_eq!(answers.len(), 152);
+    let Inserted::New(b3) = answers[3] else { panic!("{:?}", answers[3]) };
+    assert!(answers[..150].iter().all(|a| matches!(a, Inserted::New(_))), "{answers:?}");
+    assert_eq!(answers[150..], [Inserted::Duplicate(b3), Inserted::Duplicate(inbox)]);
+    let mut waiting = h.store.received_deliveries(200).await.unwrap();
+    assert_eq!(waiting.len(), 152, "d-1, d-2 and the 150 new ones");
+    waiting.retain(|d| d.delivery_id.starts_with("b-"));
+    for delivery in &waiting {
+        h.store.complete_delivery(delivery.id, DeliveryStatus::Ignored, Some("batch check"), &[]).await.unwrap();
+    }
+
     // Two replicas' intake completing the same delivery at once create its runs once.
     let plans = vec![h.plan("web", "main"), h.plan("web", "queue/1")];
     let other = h.replica().await;

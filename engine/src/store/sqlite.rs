@@ -613,6 +613,43 @@ async fn reopen(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<(), Sto
     Ok(())
 }
 
+/// The text of one command of [`Store::insert_deliveries`]: a multi-row INSERT of `rows` inbox
+/// rows (parameters: ?1 the time, then seven per row), after BEGIN if `first`, before COMMIT if
+/// `last`. Built from constant text and parameter numbers only.
+fn insert_deliveries_statement(rows: usize, first: bool, last: bool) -> String {
+    let mut statement = String::with_capacity(300 + 100 * rows);
+    if first {
+        statement.push_str("BEGIN; ");
+    }
+    statement.push_str(
+        "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at, \
+         body_encoding) VALUES ",
+    );
+    for row in 0..rows {
+        let p = 2 + 7 * row;
+        if row > 0 {
+            statement.push_str(", ");
+        }
+        let _ = write!(
+            statement,
+            "(?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{}, CASE WHEN ?{} = 'received' THEN NULL ELSE ?1 END, ?{})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 4,
+            p + 6
+        );
+    }
+    statement.push_str(" ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id, source, delivery_id");
+    if last {
+        statement.push_str("; COMMIT;");
+    }
+    statement
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn keeps_packed_bodies(&self) -> bool {
@@ -655,9 +692,10 @@ impl Store for SqliteStore {
 
     async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
         // One transaction and one commit for the whole batch; an error rolls every row back.
-        // The whole batch is one command to the connection's thread: BEGIN, multi-row INSERTs
-        // of up to 64 rows each, COMMIT. Its text depends only on the number of rows, so the
-        // connection keeps a prepared statement per batch size.
+        // Rows go in by multi-row INSERTs of up to 64 rows, each one command to the connection's
+        // thread, the first with BEGIN and the last with COMMIT: a batch of up to 64 (the usual
+        // size) is a single command. Statement texts depend only on the number of rows and on
+        // the place in the batch, so the connection keeps them prepared.
         const ROWS_PER_INSERT: usize = 64;
         // Bodies the caller did not pack are packed before the connection is taken, so that no
         // other writer waits for it.
@@ -668,56 +706,32 @@ impl Store for SqliteStore {
                 None => body::pack(d.body).map(std::borrow::Cow::Owned),
             })
             .collect();
-        let mut statement = String::from("BEGIN;");
-        for (row, _) in deliveries.iter().enumerate() {
-            if row % ROWS_PER_INSERT == 0 {
-                if row > 0 {
-                    statement
-                        .push_str(" ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id, source, delivery_id;");
-                }
-                statement.push_str(
-                    " INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, \
-                     processed_at, body_encoding) VALUES ",
-                );
-            } else {
-                statement.push_str(", ");
-            }
-            let p = 2 + 7 * row;
-            let _ = write!(
-                statement,
-                "(?{}, ?{}, ?{}, ?{}, ?1, ?{}, ?{}, CASE WHEN ?{} = 'received' THEN NULL ELSE ?1 END, ?{})",
-                p,
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 4,
-                p + 6
-            );
-        }
-        statement.push_str(" ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id, source, delivery_id; COMMIT;");
-        // Built from constant text and parameter numbers only.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now_millis());
-        for (delivery, packed) in deliveries.iter().zip(&packed) {
-            query = query
-                .bind(delivery.source)
-                .bind(delivery.delivery_id)
-                .bind(delivery.event_type)
-                .bind(packed.as_deref().unwrap_or(delivery.body))
-                .bind(delivery.status.as_str())
-                .bind(delivery.detail)
-                .bind(packed.as_ref().map(|_| body::LZ4));
-        }
+        let now = now_millis();
+        let chunks = deliveries.len().div_ceil(ROWS_PER_INSERT);
         let mut tx = self.writer.lock().await;
         tx.begin_in_sql();
-        let rows = query.fetch_all(&mut *tx).await.map_err(StoreError::query("insert a batch of deliveries"))?;
-        tx.finished_in_sql();
         // (source, delivery id) -> row, for the rows this batch inserted.
         let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(deliveries.len());
-        for row in rows {
-            inserted.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
+        for (chunk, (rows, packed)) in
+            deliveries.chunks(ROWS_PER_INSERT).zip(packed.chunks(ROWS_PER_INSERT)).enumerate()
+        {
+            let statement = insert_deliveries_statement(rows.len(), chunk == 0, chunk + 1 == chunks);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(now);
+            for (delivery, packed) in rows.iter().zip(packed) {
+                query = query
+                    .bind(delivery.source)
+                    .bind(delivery.delivery_id)
+                    .bind(delivery.event_type)
+                    .bind(packed.as_deref().unwrap_or(delivery.body))
+                    .bind(delivery.status.as_str())
+                    .bind(delivery.detail)
+                    .bind(packed.as_ref().map(|_| body::LZ4));
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(StoreError::query("insert a batch of deliveries"))? {
+                inserted.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
+            }
         }
+        tx.finished_in_sql();
         // Ids that were there before the batch: one look-up for all of them, still holding the
         // connection (so nothing else writes in between).
         let known: Vec<&str> = deliveries
@@ -1412,6 +1426,39 @@ mod tests {
 
     async fn holds_in(store: &SqliteStore) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM holds").fetch_one(&mut *store.writer.lock().await).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delivery_batch_refused_in_a_later_insert_leaves_none_of_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON inbox WHEN NEW.delivery_id = 'd-140' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(&mut *store.writer.lock().await)
+        .await
+        .unwrap();
+        let ids: Vec<String> = (0..150).map(|i| format!("d-{i}")).collect();
+        let batch: Vec<NewDelivery<'_>> = ids
+            .iter()
+            .map(|id| NewDelivery {
+                source: "github",
+                delivery_id: id,
+                event_type: "push",
+                body: b"{}",
+                packed_body: None,
+                status: DeliveryStatus::Received,
+                detail: None,
+            })
+            .collect();
+        // Rows 0..128 went in by the first two commands before the third was refused.
+        assert!(store.insert_deliveries(&batch).await.is_err());
+        assert!(store.received_deliveries(200).await.unwrap().is_empty(), "part of a refused batch was kept");
+        // The connection is usable again, and the rows are new deliveries, not duplicates.
+        let answers = store.insert_deliveries(&batch[..100]).await.unwrap();
+        assert!(answers.iter().all(|a| matches!(a, Inserted::New(_))), "{answers:?}");
+        assert_eq!(store.received_deliveries(200).await.unwrap().len(), 100);
     }
 
     #[tokio::test]

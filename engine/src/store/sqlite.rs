@@ -657,37 +657,9 @@ impl Store for SqliteStore {
     }
 
     async fn insert_delivery(&self, delivery: NewDelivery<'_>) -> Result<Inserted, StoreError> {
-        let now = now_millis();
-        let packed = match delivery.packed_body {
-            Some(packed) => Some(packed.to_vec()),
-            None => body::pack(delivery.body),
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at, \
-             body_encoding) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE WHEN ?6 = 'received' THEN NULL ELSE ?5 END, ?8) \
-             ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id",
-        )
-        .bind(delivery.source)
-        .bind(delivery.delivery_id)
-        .bind(delivery.event_type)
-        .bind(packed.as_deref().unwrap_or(delivery.body))
-        .bind(now)
-        .bind(delivery.status.as_str())
-        .bind(delivery.detail)
-        .bind(packed.as_ref().map(|_| body::LZ4))
-        .fetch_optional(&mut *self.writer.lock().await)
-        .await
-        .map_err(StoreError::query("insert delivery"))?;
-        if let Some(row) = inserted {
-            return Ok(Inserted::New(row.get("id")));
-        }
-        let existing: i64 = sqlx::query_scalar("SELECT id FROM inbox WHERE source = ?1 AND delivery_id = ?2")
-            .bind(delivery.source)
-            .bind(delivery.delivery_id)
-            .fetch_one(&mut *self.writer.lock().await)
-            .await
-            .map_err(StoreError::query("find delivery"))?;
-        Ok(Inserted::Duplicate(existing))
+        // A batch of one: the same statement, the same packing, the same duplicate look-up.
+        let mut answers = self.insert_deliveries(std::slice::from_ref(&delivery)).await?;
+        answers.pop().ok_or_else(|| StoreError::corrupt("delivery", "no answer for a stored delivery"))
     }
 
     async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
@@ -701,10 +673,7 @@ impl Store for SqliteStore {
         // other writer waits for it.
         let packed: Vec<Option<std::borrow::Cow<'_, [u8]>>> = deliveries
             .iter()
-            .map(|d| match d.packed_body {
-                Some(packed) => Some(std::borrow::Cow::Borrowed(packed)),
-                None => body::pack(d.body).map(std::borrow::Cow::Owned),
-            })
+            .map(|d| d.packed_body.map(std::borrow::Cow::Borrowed).or_else(|| body::pack(d.body).map(Into::into)))
             .collect();
         let now = now_millis();
         let chunks = deliveries.len().div_ceil(ROWS_PER_INSERT);

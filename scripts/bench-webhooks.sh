@@ -13,9 +13,15 @@
 # the endpoints (about a tenth of the time) and the backlog is processed as it eases; the runs
 # line after each round shows how far it got.
 #
-# Rounds alternate the two servers (bare first); each round starts gantry on a fresh data
-# directory. Printed: per round and as medians, requests/s and p99 latency of both, and gantry's
-# share of the bare throughput. Targets: >= 50 % of the bare throughput, p99 <= 20 ms.
+# A second baseline, "checked", is the same axum server doing what any receiver must before it
+# accepts a delivery — verify the signature over the body, check the body is JSON — with
+# gantry's own functions, and storing nothing (benches/bare_webhook_server.rs --checked): it
+# shows how much of the gap to the bare server those checks alone take on this machine.
+#
+# Each round runs the three servers in turn (bare, checked, gantry) and starts gantry on a fresh
+# data directory. Printed: per round and as medians, requests/s and p99 latency of each, and
+# gantry's share of the bare and the checked throughput. Targets: >= 50 % of the bare
+# throughput, p99 <= 20 ms.
 #
 # Environment: ROUNDS (default 3), DURATION (seconds, default 10), CONNECTIONS (64), THREADS (2),
 # KEEP=1 keeps the work dir. Installs wrk (Debian) when it is missing. Needs python3 and curl.
@@ -175,17 +181,30 @@ EOF
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)  (cores: $(nproc))"
 printf '%-6s %-7s %12s %10s %10s\n' round server "requests/s" "p99 ms" "non-2xx"
-bare_rates=(); bare_p99s=(); gantry_rates=(); gantry_p99s=()
-for round in $(seq "$ROUNDS"); do
-  # Bare axum.
+bare_rates=(); bare_p99s=(); checked_rates=(); checked_p99s=(); gantry_rates=(); gantry_p99s=()
+# Runs the baseline server with the given arguments for one load; sets rate and p99.
+baseline() { # label, server arguments...
+  local label=$1 port
+  shift
   port=$(free_port)
-  "$BARE" "127.0.0.1:$port" >"$work/bare.log" 2>&1 &
+  "$BARE" "127.0.0.1:$port" "$@" >"$work/$label.log" 2>&1 &
   server_pid=$!
-  wait_until_up "$port" "$work/bare.log"
-  read -r rate p99 bad _ < <(load "http://127.0.0.1:$port/hooks/github" "bare$round" "$work/wrk-bare-$round.txt")
+  wait_until_up "$port" "$work/$label.log"
+  read -r rate p99 bad _ < <(load "http://127.0.0.1:$port/hooks/github" "$label" "$work/wrk-$label.txt")
   stop_server
-  printf '%-6s %-7s %12s %10s %10s\n' "$round" bare "$rate" "$p99" "$bad"
+  if [[ $bad != 0 ]]; then
+    echo "bench-webhooks: the $label server answered $bad requests with an error status" >&2
+    exit 1
+  fi
+}
+for round in $(seq "$ROUNDS"); do
+  # Bare axum, then the same with the signature and JSON checks.
+  baseline "bare$round"
+  printf '%-6s %-7s %12s %10s %10s\n' "$round" bare "$rate" "$p99" 0
   bare_rates+=("$rate"); bare_p99s+=("$p99")
+  baseline "checked$round" --checked "$SECRET"
+  printf '%-6s %-7s %12s %10s %10s\n' "$round" checked "$rate" "$p99" 0
+  checked_rates+=("$rate"); checked_p99s+=("$p99")
 
   # gantry serve, fresh data directory.
   port=$(free_port)
@@ -212,14 +231,20 @@ for round in $(seq "$ROUNDS"); do
 done
 echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "${bare_rates[*]}" "${bare_p99s[*]}" "${gantry_rates[*]}" "${gantry_p99s[*]}" <<'EOF'
+python3 - "${bare_rates[*]}" "${bare_p99s[*]}" "${checked_rates[*]}" "${checked_p99s[*]}" "${gantry_rates[*]}" \
+  "${gantry_p99s[*]}" <<'EOF'
 import statistics, sys
-bare_rates, bare_p99s, gantry_rates, gantry_p99s = ([float(v) for v in arg.split()] for arg in sys.argv[1:])
+bare_rates, bare_p99s, checked_rates, checked_p99s, gantry_rates, gantry_p99s = (
+    [float(v) for v in arg.split()] for arg in sys.argv[1:]
+)
 ratios = [g / b for g, b in zip(gantry_rates, bare_rates)]
 def spread(values, fmt):
     return f"median {fmt.format(statistics.median(values))} (min {fmt.format(min(values))}, max {fmt.format(max(values))})"
 print(f"bare axum:    requests/s {spread(bare_rates, '{:.0f}')}, p99 ms {spread(bare_p99s, '{:.2f}')}")
+print(f"checked axum: requests/s {spread(checked_rates, '{:.0f}')}, p99 ms {spread(checked_p99s, '{:.2f}')}")
 print(f"gantry serve: requests/s {spread(gantry_rates, '{:.0f}')}, p99 ms {spread(gantry_p99s, '{:.2f}')}")
+print(f"checked / bare throughput: {spread([c / b * 100 for c, b in zip(checked_rates, bare_rates)], '{:.0f} %')}")
+print(f"gantry / checked throughput: {spread([g / c * 100 for g, c in zip(gantry_rates, checked_rates)], '{:.0f} %')}")
 print(f"gantry / bare throughput: {spread([r * 100 for r in ratios], '{:.0f} %')}")
 met = statistics.median(ratios) >= 0.5 and statistics.median(gantry_p99s) <= 20.0
 print(f"targets (>= 50 % of bare, p99 <= 20 ms, medians): {'met' if met else 'NOT met'}")

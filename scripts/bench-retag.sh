@@ -11,8 +11,10 @@
 #
 # How it measures:
 #   - one untimed warm-up round of every operation first (page cache, registry, both binaries);
-#   - ROUNDS timed rounds; each round runs every size, operation and tool once, with the tool
-#     and the size going first alternating, so a slow moment of the machine hits all alike;
+#   - ROUNDS timed rounds; each round times every operation, tool and size REPEAT times, the
+#     two sizes of one tool and operation back to back (so a slow moment of the machine hits
+#     both sides of the flatness ratio alike), with the tool and the size going first
+#     alternating;
 #   - medians are compared; the quartiles and the minimum show the spread;
 #   - the registry's storage is a tmpfs by default (STORAGE=tmpfs, when /dev/shm has room):
 #     docker-registry fsyncs every link file it writes for a tag, the same for both tools, and
@@ -20,13 +22,14 @@
 #     disk, for comparison;
 #   - `--version` of each tool is timed too: the cost of starting the process at all.
 #
-# Environment: ROUNDS (default 21), SIZES (bytes, default "1048576 1073741824"), STORAGE (tmpfs or
+# Environment: ROUNDS (default 21), REPEAT (default 3), SIZES (bytes, default "1048576 1073741824"), STORAGE (tmpfs or
 # disk), GANTRY (a gantry binary to use instead of building one with `cargo build --release`),
 # KEEP=1 keeps the work dir. Needs: docker-registry, skopeo, sha256sum, curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-21}
+REPEAT=${REPEAT:-3}
 SIZES=${SIZES:-"1048576 1073741824"}
 
 for tool in docker-registry skopeo sha256sum curl python3; do
@@ -154,27 +157,32 @@ done
 sync
 sleep 2
 
-# One round: every size and operation, both tools, the one going first alternating. $1 is the
-# round's name (it names the tags and repositories written), $2 whether to keep the times.
+# One round: every operation, tool and size, each timed REPEAT times in a row. The two sizes of
+# one tool and operation are timed back to back, so that a slow moment of the machine hits both
+# sides of the flatness ratio alike; the tool and the size going first alternate between rounds.
+# $1 is the round's name (it names the tags and repositories written), $2 whether to keep the
+# times.
 round() {
-  local name=$1 keep=$2 size repo sizes=$SIZES
-  # The size going first alternates too, so neither size always follows the other's writes.
-  if [[ $name == *[02468] ]]; then sizes=$(tr ' ' '\n' <<<"$SIZES" | grep -v '^$' | tac | tr '\n' ' '); fi
-  for size in $sizes; do
-    repo="bench-$size/app"
-    run_skopeo() {
-      local retag mount
-      retag=$(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/$repo:skopeo-$name")
-      mount=$(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/skopeo-$name-$size/app:v1")
-      if [[ $keep == 1 ]]; then samples[retag,skopeo,$size]+=" $retag"; samples[mount,skopeo,$size]+=" $mount"; fi
-    }
-    run_gantry() {
-      local retag mount
-      retag=$(timed "$GANTRY" retag "$registry/$repo:v1" "gantry-$name")
-      mount=$(timed "$GANTRY" copy "$registry/$repo:v1" "$registry/gantry-$name-$size/app:v1")
-      if [[ $keep == 1 ]]; then samples[retag,gantry,$size]+=" $retag"; samples[mount,gantry,$size]+=" $mount"; fi
-    }
-    if [[ $name == *[13579] ]]; then run_skopeo; run_gantry; else run_gantry; run_skopeo; fi
+  local name=$1 keep=$2 op tool size repo rep time sizes=$SIZES tools="skopeo gantry"
+  if [[ $name == *[02468] ]]; then
+    sizes=$(tr ' ' '\n' <<<"$SIZES" | grep -v '^$' | tac | tr '\n' ' ')
+    tools="gantry skopeo"
+  fi
+  for op in retag mount; do
+    for tool in $tools; do
+      for size in $sizes; do
+        repo="bench-$size/app"
+        for rep in $(seq "$REPEAT"); do
+          case $op,$tool in
+            retag,skopeo) time=$(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/$repo:skopeo-$name-$rep") ;;
+            mount,skopeo) time=$(timed skopeo_copy "docker://$registry/$repo:v1" "docker://$registry/skopeo-$name-$rep-$size/app:v1") ;;
+            retag,gantry) time=$(timed "$GANTRY" retag "$registry/$repo:v1" "gantry-$name-$rep") ;;
+            mount,gantry) time=$(timed "$GANTRY" copy "$registry/$repo:v1" "$registry/gantry-$name-$rep-$size/app:v1") ;;
+          esac
+          if [[ $keep == 1 ]]; then samples[$op,$tool,$size]+=" $time"; fi
+        done
+      done
+    done
   done
   if [[ $keep == 1 ]]; then
     samples[start,gantry,0]+=" $(timed "$GANTRY" --version)"
@@ -196,14 +204,14 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # The promoted digests must be the pushed ones: compare what the registry serves.
 for size in $SIZES; do
   want=$(curl -fsSI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$registry/v2/bench-$size/app/manifests/v1" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
-  for ref in "bench-$size/app/manifests/gantry-1" "gantry-1-$size/app/manifests/v1" "push-$size/app/manifests/v1"; do
+  for ref in "bench-$size/app/manifests/gantry-1-1" "gantry-1-1-$size/app/manifests/v1" "push-$size/app/manifests/v1"; do
     got=$(curl -fsSI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$registry/v2/$ref" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
     [[ $got == "$want" ]] || { echo "bench-retag: $ref is $got, expected $want" >&2; exit 1; }
   done
 done
 
 echo
-printf '%-31s %6s %9s %22s %9s %22s %8s\n' "operation (median of $ROUNDS)" size "gantry ms" "gantry p25..p75 (min)" "skopeo ms" "skopeo p25..p75 (min)" ratio
+printf '%-31s %6s %9s %22s %9s %22s %8s\n' "operation (median of $((ROUNDS * REPEAT)))" size "gantry ms" "gantry p25..p75 (min)" "skopeo ms" "skopeo p25..p75 (min)" ratio
 for op in retag mount; do
   case $op in
     retag) name="same-repo retag" ;;

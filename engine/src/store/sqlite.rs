@@ -613,8 +613,8 @@ async fn reopen(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<(), Sto
 }
 
 /// The text of one command of [`Store::insert_deliveries`]: a multi-row INSERT of `rows` inbox
-/// rows (parameters: ?1 the time, then seven per row), after BEGIN if `first`, before COMMIT if
-/// `last`. Built from constant text and parameter numbers only.
+/// rows (nine parameters per row, in column order), after BEGIN if `first`, before COMMIT if
+/// `last`. Built from constant text only.
 fn insert_deliveries_statement(rows: usize, first: bool, last: bool) -> String {
     // Anonymous parameters, bound in order: SQLite looks a numbered one up by a linear scan of
     // the statement's names, once per parameter at every execution, which for a full chunk of

@@ -68,7 +68,7 @@ async fn checked(State(secret): State<Arc<Vec<u8>>>, headers: HeaderMap, body: B
     if github::verify_signature(&[secret.as_slice()], signature, &body).is_err() {
         return StatusCode::UNAUTHORIZED;
     }
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+    if gantry_webhooks::check_json(&body).is_err() {
         return StatusCode::BAD_REQUEST;
     }
     StatusCode::OK

@@ -22,9 +22,9 @@
 #     disk, for comparison;
 #   - `--version` of each tool is timed too: the cost of starting the process at all.
 #
-# Environment: ROUNDS (default 21), REPEAT (default 3), SIZES (bytes, default "1048576 1073741824"), STORAGE (tmpfs or
-# disk), GANTRY (a gantry binary to use instead of building one with `cargo build --release`),
-# KEEP=1 keeps the work dir. Needs: docker-registry, skopeo, sha256sum, curl, python3.
+# Environment: ROUNDS (default 21), REPEAT (default 3), SIZES (bytes, default "1048576 1073741824"),
+# STORAGE (tmpfs or disk), GANTRY (a gantry binary to use instead of building one with `cargo build
+# --release`), KEEP=1 keeps the work dir. Needs: docker-registry, skopeo, sha256sum, curl, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -173,7 +173,7 @@ async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: By
         .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Event header".into()))?;
     let delivery_id = header(&headers, "x-github-delivery")
         .ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Delivery header".into()))?;
-    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+    if let Err(error) = gantry_webhooks::check_json(&body) {
         return Err(ApiError::BadRequest(format!("malformed JSON body: {error}")));
     }
     let delivery = ReceivedDelivery {
@@ -193,7 +193,7 @@ async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: By
         .map_err(|error| ApiError::Unauthorized(format!("token rejected: {error}")))?;
     let event_type = header(&headers, gitlab::EVENT_HEADER)
         .ok_or_else(|| ApiError::BadRequest(format!("missing {} header", gitlab::EVENT_HEADER)))?;
-    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+    if let Err(error) = gantry_webhooks::check_json(&body) {
         return Err(ApiError::BadRequest(format!("malformed JSON body: {error}")));
     }
     let delivery_id = gitlab::delivery_key(

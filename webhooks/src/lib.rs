@@ -20,6 +20,12 @@ mod payload;
 pub use error::{DeliveryKeyError, ParseError, SignatureError};
 pub use event::{ChangeRequest, CiConclusion, CiRun, EventKind, Forge, GitEvent, PackageRef, RefKind};
 
+/// Checks that a delivery's body is one well-formed JSON value, without building it: what an
+/// endpoint answers 400 for before it accepts a delivery (parsing comes later, from the inbox).
+pub fn check_json(body: &[u8]) -> Result<(), serde_json::Error> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map(|_| ())
+}
+
 /// The outcome of parsing one delivery.
 ///
 /// Deliveries gantry has no use for are not errors: the forge should see them accepted, and the
@@ -39,4 +45,18 @@ pub enum Parsed {
         /// Why it was ignored, as a sentence fragment for logs and responses.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_json;
+
+    #[test]
+    fn check_json_takes_one_value_and_refuses_anything_else() {
+        assert!(check_json(br#"{"ref": "refs/heads/main", "commits": [1, 2.5, null, "x"]}"#).is_ok());
+        assert!(check_json(b" [] ").is_ok());
+        for body in [&b""[..], b"{", b"ref=main", br#"{"a": 1} {"b": 2}"#, b"\xff"] {
+            assert!(check_json(body).is_err(), "{:?} passed", String::from_utf8_lossy(body));
+        }
+    }
 }

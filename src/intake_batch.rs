@@ -1,15 +1,17 @@
-//! Group commit of webhook deliveries.
+//! Group storing of webhook deliveries.
 //!
-//! A webhook is answered 202 only once its inbox row is committed. Committing every delivery on
-//! its own makes the single SQLite writer the limit of the whole endpoint, so the handlers hand
-//! their verified deliveries to one writer task instead: it takes every delivery waiting at the
-//! moment (up to a size limit), stores them with [`Store::insert_deliveries`] in one
-//! transaction, and answers each handler after the commit. While one batch commits the next one
-//! gathers, so the batches grow with the load and no delivery waits for a timer.
+//! A webhook is answered 202 only once its delivery is stored: appended to the inbox journal
+//! (SQLite) or committed as an inbox row (PostgreSQL). Storing every delivery on its own makes
+//! one write or commit per request the limit of the whole endpoint, so the handlers hand their
+//! verified deliveries to one writer task instead: it takes every delivery waiting at the
+//! moment (up to a size limit), stores them with [`Store::insert_deliveries`] at once, and
+//! answers each handler after that. While one batch is stored the next one gathers, so the
+//! batches grow with the load and no delivery waits for a timer.
 //!
-//! What must stay true: no handler is answered before the commit that holds its row; a
-//! delivery id seen twice (in one batch or across batches) is one row, and the second copy is
-//! answered as a duplicate of it; when a batch fails, every member is answered with the error.
+//! What must stay true: no handler is answered before the write that holds its delivery; a
+//! delivery id seen twice (in one batch or across batches) is one delivery, and the second
+//! copy is answered as a duplicate of it; when a batch fails, every member is answered with
+//! the error.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,7 +104,7 @@ impl Default for BatchLimits {
 /// Counters of the writer, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchStats {
-    /// Batches written (committed or failed).
+    /// Batches written (stored or failed).
     pub batches: u64,
     /// Deliveries in those batches.
     pub deliveries: u64,
@@ -142,7 +144,7 @@ impl DeliveryBatcher {
         Self { queue, counters, pack }
     }
 
-    /// Stores `delivery` with whatever else is waiting; returns once the batch is committed
+    /// Stores `delivery` with whatever else is waiting; returns once the batch is stored
     /// (or has failed).
     pub async fn insert(&self, mut delivery: ReceivedDelivery) -> Result<Inserted, BatchError> {
         if self.pack && delivery.packed.is_none() {
@@ -171,9 +173,9 @@ async fn write_batches(
     limits: BatchLimits,
     counters: Arc<Counters>,
 ) {
-    // One batch is written at a time (the store has one writer). As soon as it is committed,
+    // One batch is written at a time (the store has one writer). As soon as it is stored,
     // the next one (everything that arrived meanwhile) goes to the store, and only then are
-    // the committed batch's handlers answered: the store never waits for the answering.
+    // the stored batch's handlers answered: the store never waits for the answering.
     let mut writing: Option<Writing> = None;
     loop {
         let written = match writing.take() {
@@ -244,7 +246,7 @@ impl Writing {
         Self { task, answers, bytes }
     }
 
-    /// Waits for the commit; returns each member's answer.
+    /// Waits for the write; returns each member's answer.
     async fn finish(
         self,
         counters: &Counters,

@@ -207,8 +207,8 @@ async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: By
     store_delivery(&state, delivery).await
 }
 
-/// Answers 202 once the delivery's inbox row is committed (with the other deliveries of its
-/// batch); the batch writer wakes the intake loop.
+/// Answers 202 once the delivery is stored (with the other deliveries of its batch); the
+/// batch writer wakes the intake loop.
 async fn store_delivery(state: &AppState, delivery: ReceivedDelivery) -> Result<Response, ApiError> {
     let delivery_id = delivery.delivery_id.clone();
     let (id, duplicate) = match state.deliveries.insert(delivery).await? {

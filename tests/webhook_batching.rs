@@ -1,6 +1,6 @@
-//! Group commit of webhook deliveries, through the router against a real SQLite store:
-//! deliveries arriving together are stored in one transaction, each once, each answered with
-//! its own row; a batch that fails is answered 500 everywhere and leaves no row behind.
+//! Group storing of webhook deliveries, through the router against a real SQLite store:
+//! deliveries arriving together are stored in one write, each once, each answered with its own
+//! row; a batch that fails is answered 500 everywhere and leaves nothing behind.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use tower::ServiceExt;
 const SECRET: &[u8] = b"webhook secret";
 
 struct Harness {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
     state: AppState,
     app: axum::Router,
@@ -27,7 +27,7 @@ async fn harness() -> Harness {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap());
     let state = AppState::new(store.clone(), vec![SECRET.to_vec()], Arc::new(Notify::new()));
     let app = router(state.clone());
-    Harness { dir, store, state, app }
+    Harness { _dir: dir, store, state, app }
 }
 
 fn push_body() -> Vec<u8> {
@@ -122,23 +122,31 @@ async fn deliveries_arriving_together_are_one_batch_with_one_row_per_delivery_id
     }
 }
 
+/// Limits the size of every file this process writes to `bytes`; a write past it fails with
+/// `EFBIG` (SIGXFSZ is ignored), as one fails on a full disk. nextest runs each test in a
+/// process of its own, so no other test shares the limit.
+fn limit_file_size(bytes: libc::rlim_t) -> libc::rlimit {
+    // SAFETY: plain libc calls with valid pointers to stack values.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let mut previous = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut previous), 0);
+        let limit = libc::rlimit { rlim_cur: bytes.min(previous.rlim_max), rlim_max: previous.rlim_max };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+        previous
+    }
+}
+
 #[tokio::test]
 async fn a_failed_batch_answers_500_to_every_member_and_stores_none_of_them() {
     let h = harness().await;
-    // The database refuses one delivery (as it would any write on a full disk): the rows the
-    // batch inserted before it must go too.
-    let url = format!("sqlite://{}", h.dir.path().join("gantry.db").display());
-    let mut connection = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
-    sqlx::query(
-        "CREATE TRIGGER refuse_delivery BEFORE INSERT ON inbox WHEN NEW.delivery_id = 'd-refused' \
-         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-    )
-    .execute(&mut connection)
-    .await
-    .unwrap();
-
-    let batch = ["d-a", "d-b", "d-refused", "d-c", "d-a"];
+    // The inbox journal cannot grow past its first record: the write of the batch fails
+    // halfway, and the part written must go too.
+    let previous = limit_file_size(4096);
+    let batch = ["d-a", "d-b", "d-c", "d-d", "d-a"];
     let answers = send_together(&h, &batch).await;
+    // SAFETY: restores the limit read above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &previous) }, 0);
     assert_eq!(h.state.deliveries.stats().batches, 1, "{:?}", h.state.deliveries.stats());
     for (id, (status, body)) in batch.iter().zip(&answers) {
         assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{id}: {body}");
@@ -149,11 +157,14 @@ async fn a_failed_batch_answers_500_to_every_member_and_stores_none_of_them() {
     }
     assert!(h.store.received_deliveries(10).await.unwrap().is_empty());
 
-    // The sender's retries are new deliveries, not duplicates of half-written rows.
+    // The sender's retries are new deliveries, not duplicates of half-written ones, and every
+    // one reads back whole.
     let retried = send_together(&h, &["d-a", "d-b", "d-c"]).await;
     for (status, body) in &retried {
         assert_eq!(*status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(body["duplicate"], false, "{body}");
     }
-    assert_eq!(h.store.received_deliveries(10).await.unwrap().len(), 3);
+    let stored = h.store.received_deliveries(10).await.unwrap();
+    assert_eq!(stored.iter().map(|d| d.delivery_id.as_str()).collect::<Vec<_>>(), ["d-a", "d-b", "d-c"]);
+    assert!(stored.iter().all(|d| d.body == push_body()));
 }

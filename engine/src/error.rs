@@ -44,6 +44,17 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The inbox journal (where a delivery is written before it is answered) failed.
+    #[error("inbox journal {path}: {operation}")]
+    Journal {
+        /// The file.
+        path: String,
+        /// What was being done.
+        operation: &'static str,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored value could not be decoded.
     #[error("decode stored {what}: {reason}")]
     Corrupt {

@@ -65,6 +65,10 @@ impl Harness {
             .await
             .unwrap();
         let Inserted::New(inbox_id) = inserted else { panic!("{delivery} stored twice") };
+        // Intake observes a delivery's ref once it has taken the delivery (SQLite's journal
+        // moves it into the inbox table then).
+        let taken = self.store.received_deliveries(1000).await.unwrap();
+        assert!(taken.iter().any(|d| d.id == inbox_id), "{delivery} is not received");
         RefObservation {
             forge: "github".into(),
             repo: "acme/shop".into(),

@@ -8,6 +8,7 @@
 mod admission;
 mod body;
 mod common;
+mod journal;
 mod postgres;
 mod ref_order;
 mod sqlite;
@@ -254,9 +255,10 @@ pub trait Store: Send + Sync {
     /// exists, including an earlier one in the same slice, which makes the later one a
     /// [`Inserted::Duplicate`] of it.
     ///
-    /// A store that can should write them in one transaction: then an error means none of them
-    /// was stored. This default stores them one by one, so after an error some may be stored;
-    /// that is safe, because the sender's redelivery of a stored one is a duplicate.
+    /// A store that can should write them at once (one transaction, one write): then an error
+    /// means none of them was stored. This default stores them one by one, so after an error
+    /// some may be stored; that is safe, because the sender's redelivery of a stored one is a
+    /// duplicate.
     async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
         let mut inserted = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
@@ -264,7 +266,9 @@ pub trait Store: Send + Sync {
         }
         Ok(inserted)
     }
-    /// Deliveries not processed yet, oldest first.
+    /// Deliveries not processed yet, oldest first. Records that refer to a delivery's id (its
+    /// runs, its ref's events) may be written once this has returned it: a store may keep new
+    /// deliveries apart until then (SQLite's inbox journal).
     async fn received_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     /// Marks a delivery done and creates its runs, in one transaction; returns the run ids.
     async fn complete_delivery(

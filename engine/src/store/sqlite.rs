@@ -5,9 +5,13 @@
 //! reads use a small pool. WAL with
 //! `synchronous=NORMAL` makes every commit survive a crash of the process (kill -9) before
 //! the call returns; only a power loss can take back the last commits.
+//!
+//! Webhook deliveries take a shorter way in: they are appended to the inbox journal (see
+//! [`super::journal`]), with the same guarantee, and move into the `inbox` table as intake
+//! asks for them.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +24,11 @@ use sqlx::{ConnectOptions, Connection, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, MutexGuard};
 
 use super::admission::{QueuedRun, decide_admission};
-use super::body;
 use super::common::{
     PendingDecision, SettleStep, decide_pending, decode_change_request, decode_delivery, decode_hold, decode_run,
     decode_step, derive_run_state, failed_steps_error,
 };
+use super::journal::Journal;
 use super::ref_order::decode_seen;
 use super::{
     Admission, ClaimedStep, DeliveryStatus, Hold, Inserted, NewChangeRequest, NewDelivery, NewRun, REF_HISTORY,
@@ -70,6 +74,10 @@ macro_rules! settle_columns {
 pub struct SqliteStore {
     writer: Writer,
     reader: SqlitePool,
+    /// Where deliveries are written before they are answered; `None` when another process
+    /// owns this database's journal.
+    journal: Option<Arc<Journal>>,
+    path: PathBuf,
 }
 
 /// The one write connection, handed out in turn (FIFO) by an async mutex rather than a pool
@@ -154,6 +162,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let mut writer = options.connect().await.map_err(|source| StoreError::Open { url: url.clone(), source })?;
         sqlx::migrate!("./migrations/sqlite").run(&mut writer).await.map_err(StoreError::Migrate)?;
+        let journal = Journal::open(path, &mut writer).await?.map(Arc::new);
         // A local file does not need the network-minded check before each use.
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
@@ -161,7 +170,7 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|source| StoreError::Open { url, source })?;
-        Ok(Self { writer: Writer::new(writer), reader })
+        Ok(Self { writer: Writer::new(writer), reader, journal, path: path.to_path_buf() })
     }
 
     /// Records a claimed step's outcome and settles its run; with `claim` (owner, lease end),
@@ -612,35 +621,6 @@ async fn reopen(tx: &mut sqlx::SqliteConnection, run_id: &str) -> Result<(), Sto
     Ok(())
 }
 
-/// The text of one command of [`Store::insert_deliveries`]: a multi-row INSERT of `rows` inbox
-/// rows (nine parameters per row, in column order), after BEGIN if `first`, before COMMIT if
-/// `last`. Built from constant text only.
-fn insert_deliveries_statement(rows: usize, first: bool, last: bool) -> String {
-    // Anonymous parameters, bound in order: SQLite looks a numbered one up by a linear scan of
-    // the statement's names, once per parameter at every execution, which for a full chunk of
-    // rows costs more than inserting them.
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let mut statement = String::with_capacity(300 + (ROW.len() + 2) * rows);
-    if first {
-        statement.push_str("BEGIN; ");
-    }
-    statement.push_str(
-        "INSERT INTO inbox (source, delivery_id, event_type, body, received_at, status, detail, processed_at, \
-         body_encoding) VALUES ",
-    );
-    for row in 0..rows {
-        if row > 0 {
-            statement.push_str(", ");
-        }
-        statement.push_str(ROW);
-    }
-    statement.push_str(" ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id, source, delivery_id");
-    if last {
-        statement.push_str("; COMMIT;");
-    }
-    statement
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     fn keeps_packed_bodies(&self) -> bool {
@@ -654,96 +634,26 @@ impl Store for SqliteStore {
     }
 
     async fn insert_deliveries(&self, deliveries: &[NewDelivery<'_>]) -> Result<Vec<Inserted>, StoreError> {
-        // One transaction and one commit for the whole batch; an error rolls every row back.
-        // Rows go in by multi-row INSERTs of up to 64 rows, each one command to the connection's
-        // thread, the first with BEGIN and the last with COMMIT: a batch of up to 64 (the usual
-        // size) is a single command. Statement texts depend only on the number of rows and on
-        // the place in the batch, so the connection keeps them prepared.
-        const ROWS_PER_INSERT: usize = 64;
-        // Bodies the caller did not pack are packed before the connection is taken, so that no
-        // other writer waits for it.
-        let packed: Vec<Option<std::borrow::Cow<'_, [u8]>>> = deliveries
-            .iter()
-            .map(|d| d.packed_body.map(std::borrow::Cow::Borrowed).or_else(|| body::pack(d.body).map(Into::into)))
-            .collect();
-        let now = now_millis();
-        let chunks = deliveries.len().div_ceil(ROWS_PER_INSERT);
-        let mut tx = self.writer.lock().await;
-        tx.begin_in_sql();
-        // (source, delivery id) -> row, for the rows this batch inserted.
-        let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(deliveries.len());
-        for (chunk, (rows, packed)) in
-            deliveries.chunks(ROWS_PER_INSERT).zip(packed.chunks(ROWS_PER_INSERT)).enumerate()
-        {
-            let statement = insert_deliveries_statement(rows.len(), chunk == 0, chunk + 1 == chunks);
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for (delivery, packed) in rows.iter().zip(packed) {
-                let processed_at = (delivery.status != DeliveryStatus::Received).then_some(now);
-                query = query
-                    .bind(delivery.source)
-                    .bind(delivery.delivery_id)
-                    .bind(delivery.event_type)
-                    .bind(packed.as_deref().unwrap_or(delivery.body))
-                    .bind(now)
-                    .bind(delivery.status.as_str())
-                    .bind(delivery.detail)
-                    .bind(processed_at)
-                    .bind(packed.as_ref().map(|_| body::LZ4));
-            }
-            for row in query.fetch_all(&mut *tx).await.map_err(StoreError::query("insert a batch of deliveries"))? {
-                inserted.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
-            }
+        // Into the inbox journal, one write for the batch; `received_deliveries` moves them
+        // into `inbox`.
+        match &self.journal {
+            Some(journal) => journal.append(&self.reader, deliveries).await,
+            None => Err(Journal::not_owned(&self.path)),
         }
-        tx.finished_in_sql();
-        // Ids that were there before the batch: one look-up for all of them, still holding the
-        // connection (so nothing else writes in between).
-        let known: Vec<&str> = deliveries
-            .iter()
-            .filter(|d| !inserted.contains_key(&(d.source.to_string(), d.delivery_id.to_string())))
-            .map(|d| d.delivery_id)
-            .collect();
-        let mut existing: HashMap<(String, String), i64> = HashMap::new();
-        if !known.is_empty() {
-            let ids = serde_json::to_string(&known).map_err(|e| StoreError::corrupt("delivery ids", e))?;
-            let rows = sqlx::query(
-                "SELECT id, source, delivery_id FROM inbox WHERE delivery_id IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(StoreError::query("find the known deliveries of a batch"))?;
-            for row in rows {
-                existing.insert((row.get("source"), row.get("delivery_id")), row.get("id"));
-            }
-        }
-        drop(tx);
-        // The first copy of an id this batch inserted is new; every other copy is a duplicate.
-        let mut answered_new = std::collections::HashSet::new();
-        deliveries
-            .iter()
-            .map(|d| {
-                let key = (d.source.to_string(), d.delivery_id.to_string());
-                if let Some(&id) = inserted.get(&key) {
-                    Ok(if answered_new.insert(key) { Inserted::New(id) } else { Inserted::Duplicate(id) })
-                } else {
-                    existing.get(&key).map(|&id| Inserted::Duplicate(id)).ok_or_else(|| {
-                        StoreError::corrupt(
-                            "delivery batch",
-                            format!("no row for {} delivery {}", d.source, d.delivery_id),
-                        )
-                    })
-                }
-            })
-            .collect()
     }
 
     async fn received_deliveries(&self, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.writer.lock().await;
+        // As many journaled deliveries as one pass takes, so the import keeps intake's pace.
+        if let Some(journal) = &self.journal {
+            journal.import(&mut conn, limit as usize).await?;
+        }
         let rows = sqlx::query(
             "SELECT id, source, delivery_id, event_type, body, body_encoding, received_at FROM inbox \
              WHERE status = 'received' ORDER BY id LIMIT ?1",
         )
         .bind(limit as i64)
-        .fetch_all(&mut *self.writer.lock().await)
+        .fetch_all(&mut *conn)
         .await
         .map_err(StoreError::query("list received deliveries"))?;
         rows.iter().map(decode_delivery).collect()
@@ -789,6 +699,11 @@ impl Store for SqliteStore {
         source: &str,
         delivery_id: &str,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        if let Some(journal) = &self.journal
+            && let Some(pending) = journal.pending_status(source, delivery_id).await
+        {
+            return Ok(Some(pending));
+        }
         let row = sqlx::query("SELECT status, detail FROM inbox WHERE source = ?1 AND delivery_id = ?2")
             .bind(source)
             .bind(delivery_id)
@@ -1391,8 +1306,32 @@ mod tests {
         sqlx::query_scalar("SELECT COUNT(*) FROM holds").fetch_one(&mut *store.writer.lock().await).await.unwrap()
     }
 
+    fn pushes(ids: &[String]) -> Vec<NewDelivery<'_>> {
+        ids.iter()
+            .map(|id| NewDelivery {
+                source: "github",
+                delivery_id: id,
+                event_type: "push",
+                body: br#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567"}"#,
+                packed_body: None,
+                status: DeliveryStatus::Received,
+                detail: None,
+            })
+            .collect()
+    }
+
+    fn new_ids(answers: &[Inserted]) -> Vec<i64> {
+        answers
+            .iter()
+            .map(|answer| match answer {
+                Inserted::New(id) => *id,
+                other => panic!("a fresh delivery was answered {other:?}"),
+            })
+            .collect()
+    }
+
     #[tokio::test]
-    async fn a_delivery_batch_refused_in_a_later_insert_leaves_none_of_its_rows() {
+    async fn an_import_the_database_refuses_keeps_every_delivery_journaled_until_it_goes_in() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap();
         sqlx::query(
@@ -1403,25 +1342,114 @@ mod tests {
         .await
         .unwrap();
         let ids: Vec<String> = (0..150).map(|i| format!("d-{i}")).collect();
-        let batch: Vec<NewDelivery<'_>> = ids
-            .iter()
-            .map(|id| NewDelivery {
-                source: "github",
-                delivery_id: id,
-                event_type: "push",
-                body: b"{}",
-                packed_body: None,
-                status: DeliveryStatus::Received,
-                detail: None,
-            })
-            .collect();
+        let journaled = new_ids(&store.insert_deliveries(&pushes(&ids)).await.unwrap());
         // Rows 0..128 went in by the first two commands before the third was refused.
-        assert!(store.insert_deliveries(&batch).await.is_err());
-        assert!(store.received_deliveries(200).await.unwrap().is_empty(), "part of a refused batch was kept");
-        // The connection is usable again, and the rows are new deliveries, not duplicates.
-        let answers = store.insert_deliveries(&batch[..100]).await.unwrap();
-        assert!(answers.iter().all(|a| matches!(a, Inserted::New(_))), "{answers:?}");
-        assert_eq!(store.received_deliveries(200).await.unwrap().len(), 100);
+        assert!(store.received_deliveries(200).await.is_err());
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(&mut *store.writer.lock().await).await.unwrap();
+        assert_eq!(rows, 0, "part of a refused import was kept");
+        let status = store.delivery_status("github", "d-3").await.unwrap();
+        assert_eq!(status, Some(("received".to_string(), None)), "a journaled delivery is received");
+        sqlx::query("DROP TRIGGER refuse").execute(&mut *store.writer.lock().await).await.unwrap();
+        let received = store.received_deliveries(200).await.unwrap();
+        assert_eq!(received.iter().map(|d| d.id).collect::<Vec<_>>(), journaled, "each row has its journaled id");
+        assert_eq!(received[140].delivery_id, "d-140");
+        // Once in `inbox`, a copy is a duplicate of the row.
+        let again = store.insert_deliveries(&pushes(&ids[3..4])).await.unwrap();
+        assert_eq!(again, [Inserted::Duplicate(journaled[3])]);
+    }
+
+    #[tokio::test]
+    async fn deliveries_journaled_before_a_crash_are_in_the_inbox_after_reopening_and_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("gantry.db");
+        let ids: Vec<String> = (0..10).map(|i| format!("c-{i}")).collect();
+        let store = SqliteStore::open(&database).await.unwrap();
+        let journaled = new_ids(&store.insert_deliveries(&pushes(&ids)).await.unwrap());
+        // Half of them imported, the rest only journaled, then a write cut short.
+        assert_eq!(store.received_deliveries(5).await.unwrap().len(), 5);
+        drop(store);
+        let journal = journal_files(dir.path());
+        assert_eq!(journal.len(), 1, "{journal:?}");
+        let mut file = std::fs::OpenOptions::new().append(true).open(&journal[0]).unwrap();
+        // A header cut short: a write a crash interrupted, never answered.
+        std::io::Write::write_all(&mut file, &[200, 1, 0, 0, 9, 9]).unwrap();
+        drop(file);
+
+        let store = SqliteStore::open(&database).await.unwrap();
+        let received = store.received_deliveries(100).await.unwrap();
+        assert_eq!(received.iter().map(|d| d.id).collect::<Vec<_>>(), journaled, "each delivery once, in order");
+        assert!(!journal[0].exists(), "the imported generation was deleted");
+        // New deliveries continue the ids; old ones are duplicates.
+        let more: Vec<String> = vec!["c-3".into(), "c-10".into()];
+        let answers = store.insert_deliveries(&pushes(&more)).await.unwrap();
+        assert_eq!(answers, [Inserted::Duplicate(journaled[3]), Inserted::New(journaled[9] + 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_journaled_delivery_reports_the_status_it_was_stored_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("gantry.db")).await.unwrap();
+        let ids = vec!["i-1".to_string()];
+        let ignored = NewDelivery {
+            status: DeliveryStatus::Ignored,
+            detail: Some("no parser for this event"),
+            ..pushes(&ids)[0].clone()
+        };
+        assert!(matches!(store.insert_delivery(ignored).await.unwrap(), Inserted::New(_)));
+        let expected = Some(("ignored".to_string(), Some("no parser for this event".to_string())));
+        assert_eq!(store.delivery_status("github", "i-1").await.unwrap(), expected, "journaled");
+        assert!(store.received_deliveries(10).await.unwrap().is_empty(), "an ignored delivery is not for intake");
+        assert_eq!(store.delivery_status("github", "i-1").await.unwrap(), expected, "in the inbox");
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_database_reads_but_stores_no_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("gantry.db");
+        let owner = SqliteStore::open(&database).await.unwrap();
+        let ids: Vec<String> = vec!["o-1".into()];
+        owner.insert_deliveries(&pushes(&ids)).await.unwrap();
+        let other = SqliteStore::open(&database).await.unwrap();
+        let error = other.insert_deliveries(&pushes(&ids)).await.unwrap_err().to_string();
+        assert!(error.contains("another gantry process"), "{error}");
+        assert!(other.list_runs(10).await.unwrap().is_empty());
+        assert_eq!(owner.received_deliveries(10).await.unwrap().len(), 1, "the owner's journal was left alone");
+    }
+
+    #[tokio::test]
+    async fn a_wholly_imported_generation_gives_way_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("gantry.db");
+        let store = SqliteStore::open(&database).await.unwrap();
+        store.journal.as_ref().unwrap().rotate_at(1);
+        let first = journal_files(dir.path());
+        let ids: Vec<String> = (0..4).map(|i| format!("r-{i}")).collect();
+        let journaled = new_ids(&store.insert_deliveries(&pushes(&ids[..2])).await.unwrap());
+        // Not all imported yet: the generation stays.
+        assert_eq!(store.received_deliveries(1).await.unwrap().len(), 1);
+        assert_eq!(journal_files(dir.path()), first);
+        assert_eq!(store.received_deliveries(10).await.unwrap().len(), 2);
+        let second = journal_files(dir.path());
+        assert_ne!(second, first, "a new generation started");
+        assert_eq!(second.len(), 1);
+        let answers = store.insert_deliveries(&pushes(&ids)).await.unwrap();
+        assert_eq!(answers[..2], [Inserted::Duplicate(journaled[0]), Inserted::Duplicate(journaled[1])]);
+        drop(store);
+        let store = SqliteStore::open(&database).await.unwrap();
+        let received = store.received_deliveries(10).await.unwrap();
+        let names: Vec<&str> = received.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(names, ["r-0", "r-1", "r-2", "r-3"]);
+    }
+
+    fn journal_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("-inbox.0"))
+            .collect();
+        files.sort();
+        files
     }
 
     #[tokio::test]

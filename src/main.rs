@@ -11,6 +11,10 @@ use gantry::{bootstrap, demo, server};
 use gantry_engine::{ExecutorOptions, SqliteStore, StepRegistry, Store};
 use gantry_workflows::{Config, ConfigError};
 
+/// See the workspace manifest for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// gantry — a GitOps promotion engine: Git events in, one immutable artifact walked from dev to prod.
 #[derive(Debug, Parser)]
 #[command(name = "gantry", version, about)]

@@ -228,6 +228,9 @@ for round in $(seq "$ROUNDS"); do
   runs=$(curl -fsS "http://127.0.0.1:$port/api/runs?limit=1000" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
   echo "       gantry answered 202 to $total deliveries; the first one: $status; runs: $runs (listing stops at 1000)"
   stop_server
+  # The round's data (hundreds of MB) goes, so the next round does not share the machine with
+  # its writeback.
+  [[ ${KEEP:-0} == 1 ]] || rm -rf "$data"
 done
 echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 

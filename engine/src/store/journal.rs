@@ -152,15 +152,16 @@ impl Journal {
                 .await
                 .map_err(StoreError::query("read the inbox journal's position"))?;
         let (generation, position) = (generation.max(0) as u64, position.max(0) as u64);
+        let found_files = generations(database)?;
         let mut newest = generation;
-        for (found, path) in generations(database)? {
+        for (found, path) in &found_files {
+            let (found, path) = (*found, path.as_path());
             newest = newest.max(found);
             if found < generation {
-                remove(&path);
                 continue;
             }
             let start = if found == generation { position } else { 0 };
-            let imported = import_file(&path, found, start, conn).await?;
+            let imported = import_file(path, found, start, conn).await?;
             if imported > 0 {
                 tracing::info!(journal = %path.display(), deliveries = imported, "imported deliveries left in the inbox journal");
             }
@@ -170,10 +171,8 @@ impl Journal {
         let path = generation_path(database, next);
         let file = create(&path)?;
         set_position(conn, next, 0).await?;
-        for (found, old) in generations(database)? {
-            if found != next {
-                remove(&old);
-            }
+        for (_, old) in &found_files {
+            remove(old);
         }
         let next_id: i64 = sqlx::query_scalar(
             "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'inbox'), 0), \
@@ -298,20 +297,17 @@ impl Journal {
             }
             state.pending.extend(journaled);
         }
-        // Later copies within the batch answer as duplicates of the first.
-        let resolved: Vec<Option<Inserted>> = answers.clone();
-        deliveries
-            .iter()
-            .zip(answers)
-            .map(|(delivery, answer)| {
-                let answer = answer.or_else(|| {
-                    let index = first[&(delivery.source, delivery.delivery_id)];
-                    resolved[index].map(|first| match first {
-                        Inserted::New(id) | Inserted::Duplicate(id) => Inserted::Duplicate(id),
-                    })
-                });
-                answer.ok_or_else(|| StoreError::corrupt("delivery batch", "a delivery without an answer"))
-            })
+        // Later copies within the batch answer as duplicates of the first (answered above: it
+        // comes earlier).
+        for (index, delivery) in deliveries.iter().enumerate() {
+            if answers[index].is_none() {
+                let first = first.get(&(delivery.source, delivery.delivery_id)).and_then(|&f| answers[f]);
+                answers[index] = first.map(|(Inserted::New(id) | Inserted::Duplicate(id))| Inserted::Duplicate(id));
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.ok_or_else(|| StoreError::corrupt("delivery batch", "a delivery without an answer")))
             .collect()
     }
 
@@ -345,15 +341,16 @@ impl Journal {
         if !records.is_empty() {
             insert_records(conn, &records, generation, position).await?;
         }
+        let imported = records.len();
         let mut state = self.state.lock().await;
         state.imported = position;
-        for record in &records {
-            state.pending.remove(&(record.source.clone(), record.delivery_id.clone()));
+        for record in records {
+            state.pending.remove(&(record.source, record.delivery_id));
         }
         if state.imported == state.written && state.written >= self.rotate_bytes.load(Ordering::Relaxed) {
             self.rotate(&mut state, conn).await?;
         }
-        Ok(records.len())
+        Ok(imported)
     }
 
     /// Starts a new generation once the current one is wholly imported and `bytes` large

@@ -88,10 +88,8 @@ struct State {
     /// Position up to which records are in `inbox`.
     imported: u64,
     next_id: i64,
-    /// (source, delivery id) -> the records not imported yet.
-    pending: HashMap<(String, String), Pending>,
-    /// Every (source, delivery id) journaled or in `inbox`.
-    seen: Seen,
+    /// Every (source, delivery id) journaled or in `inbox`, and the records not imported yet.
+    known: Known,
     /// Set when a failed write could not be cut back: the file's tail is unknown, so nothing
     /// more is appended to it.
     broken: Option<String>,
@@ -189,8 +187,7 @@ impl Journal {
             written: 0,
             imported: 0,
             next_id,
-            pending: HashMap::new(),
-            seen: Seen::load(conn).await?,
+            known: Known::load(conn).await?,
             broken: None,
         };
         Ok(Some(Self {
@@ -228,14 +225,9 @@ impl Journal {
         let mut unknown: Vec<&str> = Vec::new();
         for (index, delivery) in deliveries.iter().enumerate() {
             let key = (delivery.source, delivery.delivery_id);
-            // `seen` holds every pending key: most deliveries are new without a look-up.
-            let may_be_known = state.seen.may_hold(key.0, key.1);
-            let pending = if may_be_known {
-                state.pending.get(&(key.0.to_string(), key.1.to_string())).map(|p| p.id)
-            } else {
-                None
-            };
-            if let Some(id) = pending {
+            // Most deliveries are new without a look-up.
+            let (may_be_known, pending) = state.known.find(key.0, key.1);
+            if let Some(id) = pending.map(|p| p.id) {
                 answers[index] = Some(Inserted::Duplicate(id));
             } else if let std::collections::hash_map::Entry::Vacant(entry) = first.entry(key) {
                 entry.insert(index);
@@ -292,10 +284,9 @@ impl Journal {
             }
             state.written += buffer.len() as u64;
             state.next_id = next_id;
-            for ((source, delivery_id), _) in &journaled {
-                state.seen.insert(source, delivery_id);
+            for (key, pending) in journaled {
+                state.known.journaled(key, pending);
             }
-            state.pending.extend(journaled);
         }
         // Later copies within the batch answer as duplicates of the first (answered above: it
         // comes earlier).
@@ -314,7 +305,8 @@ impl Journal {
     /// The status and detail of a delivery journaled and not yet in `inbox`.
     pub(crate) async fn pending_status(&self, source: &str, delivery_id: &str) -> Option<(String, Option<String>)> {
         let state = self.state.lock().await;
-        let pending = state.pending.get(&(source.to_string(), delivery_id.to_string()))?;
+        let (_, pending) = state.known.find(source, delivery_id);
+        let pending = pending?;
         Some((pending.status.as_str().to_string(), pending.detail.clone()))
     }
 
@@ -345,7 +337,7 @@ impl Journal {
         let mut state = self.state.lock().await;
         state.imported = position;
         for record in records {
-            state.pending.remove(&(record.source, record.delivery_id));
+            state.known.imported(record.source, record.delivery_id);
         }
         if state.imported == state.written && state.written >= self.rotate_bytes.load(Ordering::Relaxed) {
             self.rotate(&mut state, conn).await?;
@@ -378,8 +370,7 @@ impl Journal {
             written: 0,
             imported: 0,
             next_id: state.next_id,
-            pending: std::mem::take(&mut state.pending),
-            seen: std::mem::take(&mut state.seen),
+            known: std::mem::take(&mut state.known),
             broken: None,
         };
         remove(&old);
@@ -387,43 +378,90 @@ impl Journal {
     }
 }
 
-/// Which (source, delivery id) pairs the inbox has seen, by their hashes: a delivery whose
-/// hash is not among them is new without a look-up in `inbox` (on a webhook's path that look-up
-/// was a round trip to a reader connection's thread per batch); one whose hash is among them —
-/// a redelivery, or a collision of 64-bit hashes — is looked up. Eight bytes and the set's
-/// overhead per delivery the inbox holds.
-#[derive(Debug, Default)]
-struct Seen {
+/// Which (source, delivery id) pairs the inbox has seen, and the records not imported yet.
+///
+/// Seen pairs are kept by their 64-bit hashes: a delivery whose hash is not among them is new
+/// without a look-up in `inbox` (on a webhook's path that look-up was a round trip to a reader
+/// connection's thread per batch); one whose hash is among them — a redelivery, or a collision
+/// of 64-bit hashes — is looked up. Eight bytes and the set's overhead per delivery the inbox
+/// holds.
+///
+/// Both tables are split into [`Known::SHARDS`] by the pair's hash. A hash table doubles at
+/// once when it fills, and at a few hundred thousand pending records one doubling of both
+/// tables held up a batch — every webhook waiting on it — for about 100 ms; a shard holds a
+/// sixty-fourth of the entries, and the shards fill at different batches.
+#[derive(Debug)]
+struct Known {
     hasher: std::hash::RandomState,
-    hashes: std::collections::HashSet<u64>,
+    shards: Vec<Shard>,
 }
 
-impl Seen {
+#[derive(Debug, Default)]
+struct Shard {
+    seen: std::collections::HashSet<u64>,
+    /// (source, delivery id) -> the record not imported yet.
+    pending: HashMap<(String, String), Pending>,
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Self { hasher: std::hash::RandomState::new(), shards: (0..Self::SHARDS).map(|_| Shard::default()).collect() }
+    }
+}
+
+impl Known {
+    const SHARDS: usize = 64;
+
     /// The pairs of every `inbox` row.
     async fn load(conn: &mut SqliteConnection) -> Result<Self, StoreError> {
         use futures_util::TryStreamExt;
-        let mut seen = Seen::default();
+        let mut known = Known::default();
         let mut rows = sqlx::query_as::<_, (String, String)>("SELECT source, delivery_id FROM inbox").fetch(conn);
         while let Some((source, delivery_id)) =
             rows.try_next().await.map_err(StoreError::query("read the inbox's delivery ids"))?
         {
-            seen.insert(&source, &delivery_id);
+            let hash = known.hash(&source, &delivery_id);
+            known.shard_mut(hash).seen.insert(hash);
         }
-        Ok(seen)
+        Ok(known)
     }
 
     fn hash(&self, source: &str, delivery_id: &str) -> u64 {
         std::hash::BuildHasher::hash_one(&self.hasher, (source, delivery_id))
     }
 
-    fn insert(&mut self, source: &str, delivery_id: &str) {
-        let hash = self.hash(source, delivery_id);
-        self.hashes.insert(hash);
+    fn shard_index(hash: u64) -> usize {
+        // The high half: the tables inside a shard hash the pair (or the hash) again.
+        (hash >> 32) as usize % Self::SHARDS
     }
 
-    /// False only for a pair never inserted.
-    fn may_hold(&self, source: &str, delivery_id: &str) -> bool {
-        self.hashes.contains(&self.hash(source, delivery_id))
+    fn shard_mut(&mut self, hash: u64) -> &mut Shard {
+        &mut self.shards[Self::shard_index(hash)]
+    }
+
+    /// Whether the pair may have been seen (false only for a pair never journaled nor in
+    /// `inbox`), and its record if it is journaled and not imported yet.
+    fn find(&self, source: &str, delivery_id: &str) -> (bool, Option<&Pending>) {
+        let hash = self.hash(source, delivery_id);
+        let shard = &self.shards[Self::shard_index(hash)];
+        if !shard.seen.contains(&hash) {
+            return (false, None);
+        }
+        (true, shard.pending.get(&(source.to_string(), delivery_id.to_string())))
+    }
+
+    /// A record was journaled.
+    fn journaled(&mut self, key: (String, String), pending: Pending) {
+        let hash = self.hash(&key.0, &key.1);
+        let shard = self.shard_mut(hash);
+        shard.seen.insert(hash);
+        shard.pending.insert(key, pending);
+    }
+
+    /// A record is in `inbox` now.
+    fn imported(&mut self, source: String, delivery_id: String) {
+        let hash = self.hash(&source, &delivery_id);
+        self.shard_mut(hash).pending.remove(&(source, delivery_id));
     }
 }
 
@@ -705,6 +743,28 @@ mod tests {
         std::fs::write(&path, records).unwrap();
         let file = File::open(&path).unwrap();
         (dir, file, records.len() as u64)
+    }
+
+    #[test]
+    fn known_pairs_spread_over_every_shard_and_stay_seen_once_imported() {
+        let mut known = Known::default();
+        let pending = |id| Pending { id, status: DeliveryStatus::Received, detail: None };
+        for id in 0..4096 {
+            known.journaled(("github".to_string(), format!("d-{id}")), pending(id));
+        }
+        assert!(known.shards.iter().all(|shard| !shard.pending.is_empty()), "a shard took no pair");
+        assert_eq!(known.shards.iter().map(|shard| shard.seen.len()).sum::<usize>(), 4096);
+        for id in [0, 1234, 4095] {
+            let (seen, found) = known.find("github", &format!("d-{id}"));
+            assert!(seen);
+            assert_eq!(found.map(|p| p.id), Some(id));
+        }
+        assert!(matches!(known.find("gitlab", "d-1"), (false, None)), "the source is part of the pair");
+        assert!(matches!(known.find("github", "d-4096"), (false, None)));
+        known.imported("github".to_string(), "d-1234".to_string());
+        let (seen, found) = known.find("github", "d-1234");
+        assert!(seen && found.is_none(), "an imported pair is seen (so looked up in inbox), not pending");
+        assert_eq!(known.shards.iter().map(|shard| shard.pending.len()).sum::<usize>(), 4095);
     }
 
     #[test]

@@ -223,10 +223,11 @@ impl Journal {
         // before must be looked up in `inbox`.
         let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(deliveries.len());
         let mut unknown: Vec<&str> = Vec::new();
+        let hashes: Vec<u64> = deliveries.iter().map(|d| state.known.hash(d.source, d.delivery_id)).collect();
         for (index, delivery) in deliveries.iter().enumerate() {
             let key = (delivery.source, delivery.delivery_id);
             // Most deliveries are new without a look-up.
-            let (may_be_known, pending) = state.known.find(key.0, key.1);
+            let (may_be_known, pending) = state.known.find_hashed(hashes[index], key.0, key.1);
             if let Some(id) = pending.map(|p| p.id) {
                 answers[index] = Some(Inserted::Duplicate(id));
             } else if let std::collections::hash_map::Entry::Vacant(entry) = first.entry(key) {
@@ -238,9 +239,9 @@ impl Journal {
         }
         let mut stored: HashMap<(String, String), i64> = HashMap::new();
         if !unknown.is_empty() {
-            // `inbox` holds no row for a pending record, and a record leaves `pending` only
-            // after its import committed: a key missing from `pending` is in `inbox` if it was
-            // ever journaled (and then `seen` has it).
+            // `inbox` holds no row for a pending record, and a record stops being pending only
+            // after its import committed: a seen pair that is not pending is in `inbox` if it
+            // was ever journaled.
             let ids = serde_json::to_string(&unknown).map_err(|e| StoreError::corrupt("delivery ids", e))?;
             let rows = sqlx::query(
                 "SELECT id, source, delivery_id FROM inbox WHERE delivery_id IN (SELECT value FROM json_each(?1))",
@@ -270,7 +271,8 @@ impl Journal {
             next_id += 1;
             encode(&mut buffer, id, now, delivery);
             answers[index] = Some(Inserted::New(id));
-            journaled.push((key, Pending { id, status: delivery.status, detail: delivery.detail.map(str::to_string) }));
+            let pending = Pending { id, status: delivery.status, detail: delivery.detail.map(str::to_string) };
+            journaled.push((hashes[index], key, pending));
         }
         if !buffer.is_empty() {
             // Positioned: after a failed write is cut back, the next one starts where it did.
@@ -284,8 +286,8 @@ impl Journal {
             }
             state.written += buffer.len() as u64;
             state.next_id = next_id;
-            for (key, pending) in journaled {
-                state.known.journaled(key, pending);
+            for (hash, key, pending) in journaled {
+                state.known.journaled(hash, key, pending);
             }
         }
         // Later copies within the batch answer as duplicates of the first (answered above: it
@@ -317,18 +319,10 @@ impl Journal {
             let state = self.state.lock().await;
             (state.generation, state.imported, state.written, state.reader.clone())
         };
-        let path = generation_path(&self.database, generation);
-        let mut records = Vec::new();
-        let mut position = from;
-        while position < to && records.len() < max_records.max(1) && position - from < IMPORT_BYTES {
-            match read_record(&reader, position, to) {
-                Ok((record, next)) => {
-                    records.push(record);
-                    position = next;
-                }
-                // Every byte below `written` is a whole record this process wrote.
-                Err(damage) => return Err(damage.into_error(&path, position)),
-            }
+        let (records, position, damage) = read_records(&reader, from, to, max_records, IMPORT_BYTES);
+        // Every byte below `written` is a whole record this process wrote.
+        if let Some(damage) = damage {
+            return Err(damage.into_error(&generation_path(&self.database, generation), position));
         }
         if !records.is_empty() {
             insert_records(conn, &records, generation, position).await?;
@@ -442,7 +436,11 @@ impl Known {
     /// Whether the pair may have been seen (false only for a pair never journaled nor in
     /// `inbox`), and its record if it is journaled and not imported yet.
     fn find(&self, source: &str, delivery_id: &str) -> (bool, Option<&Pending>) {
-        let hash = self.hash(source, delivery_id);
+        self.find_hashed(self.hash(source, delivery_id), source, delivery_id)
+    }
+
+    /// [`Known::find`] with the pair's [`Known::hash`].
+    fn find_hashed(&self, hash: u64, source: &str, delivery_id: &str) -> (bool, Option<&Pending>) {
         let shard = &self.shards[Self::shard_index(hash)];
         if !shard.seen.contains(&hash) {
             return (false, None);
@@ -450,9 +448,8 @@ impl Known {
         (true, shard.pending.get(&(source.to_string(), delivery_id.to_string())))
     }
 
-    /// A record was journaled.
-    fn journaled(&mut self, key: (String, String), pending: Pending) {
-        let hash = self.hash(&key.0, &key.1);
+    /// A record was journaled; `hash` is its pair's [`Known::hash`].
+    fn journaled(&mut self, hash: u64, key: (String, String), pending: Pending) {
         let shard = self.shard_mut(hash);
         shard.seen.insert(hash);
         shard.pending.insert(key, pending);
@@ -472,21 +469,7 @@ async fn import_file(path: &Path, generation: u64, start: u64, conn: &mut Sqlite
     let mut position = start.min(length);
     let mut imported = 0;
     loop {
-        let mut records = Vec::new();
-        let mut next = position;
-        let mut stop = None;
-        while next < length && records.len() < OPEN_IMPORT_RECORDS {
-            match read_record(&file, next, length) {
-                Ok((record, after)) => {
-                    records.push(record);
-                    next = after;
-                }
-                Err(damage) => {
-                    stop = Some(damage);
-                    break;
-                }
-            }
-        }
+        let (records, next, stop) = read_records(&file, position, length, OPEN_IMPORT_RECORDS, u64::MAX);
         if !records.is_empty() {
             insert_records(conn, &records, generation, next).await?;
             imported += records.len() as u64;
@@ -596,6 +579,30 @@ fn encode(buffer: &mut Vec<u8>, id: i64, received_at: Millis, delivery: &NewDeli
     let checksum = crc32fast::hash(payload).to_le_bytes();
     buffer[start..start + 4].copy_from_slice(&length);
     buffer[start + 4..start + HEADER].copy_from_slice(&checksum);
+}
+
+/// Reads whole records of `file` from `position` towards `end`: at least one and at most
+/// `max_records`, stopping once `max_bytes` are read. Returns them, the position after the last
+/// one, and why reading stopped before `end` and the limits, if it did.
+fn read_records(
+    file: &File,
+    mut position: u64,
+    end: u64,
+    max_records: usize,
+    max_bytes: u64,
+) -> (Vec<Record>, u64, Option<Damage>) {
+    let start = position;
+    let mut records = Vec::new();
+    while position < end && records.len() < max_records.max(1) && position - start < max_bytes {
+        match read_record(file, position, end) {
+            Ok((record, next)) => {
+                records.push(record);
+                position = next;
+            }
+            Err(damage) => return (records, position, Some(damage)),
+        }
+    }
+    (records, position, None)
 }
 
 /// Reads the record at `position` of `file`, whose records end at `end`; returns it and the
@@ -750,7 +757,8 @@ mod tests {
         let mut known = Known::default();
         let pending = |id| Pending { id, status: DeliveryStatus::Received, detail: None };
         for id in 0..4096 {
-            known.journaled(("github".to_string(), format!("d-{id}")), pending(id));
+            let key = ("github".to_string(), format!("d-{id}"));
+            known.journaled(known.hash(&key.0, &key.1), key, pending(id));
         }
         assert!(known.shards.iter().all(|shard| !shard.pending.is_empty()), "a shard took no pair");
         assert_eq!(known.shards.iter().map(|shard| shard.seen.len()).sum::<usize>(), 4096);
